@@ -1,0 +1,5 @@
+"""What a candidate is worth: the only stage that touches the GPU, always in a worker process."""
+
+from kernelpro.evaluate.evaluator import EvalConfig, evaluate_candidate
+
+__all__ = ["EvalConfig", "evaluate_candidate"]

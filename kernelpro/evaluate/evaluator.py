@@ -1,0 +1,167 @@
+"""Evaluate one candidate file against a task: guard, then an isolated worker, then a verdict.
+
+This is the only entry point the rest of kernelpro uses; it decides the mode (GPU, or the CPU
+dry run of DESIGN §10), the shapes (full on a GPU, scaled down for the Triton interpreter), and
+where device binaries are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from kernelpro.evaluate.compile import detect_backend
+from kernelpro.evaluate.correctness import WallConfig
+from kernelpro.evaluate.guard import check_source
+from kernelpro.evaluate.timing import TimingPolicy
+from kernelpro.evaluate.worker import WorkerLimits, run_worker
+from kernelpro.task import DEFAULT_MAX_ELEMENTS, KERNELBENCH_SEED, TaskError, plan_scale
+from kernelpro.types import EvalResult, ScalePlan, Task, failure
+
+
+def cache_root() -> Path:
+    base = os.environ.get("KERNELPRO_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "kernelpro")
+    return Path(base)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How one candidate is evaluated; every field is a CLI option of `kernelpro eval`."""
+
+    arch: str = "sm_90"  # target when compiling without a GPU
+    device: Literal["auto", "cpu"] = "auto"  # cpu forces the dry run even on a GPU machine
+    scale: Literal["auto", "full", "down"] = "auto"  # auto: full on a GPU, down on the CPU
+    max_elements: int = DEFAULT_MAX_ELEMENTS  # budget of a scaled-down task
+    wall: WallConfig = field(default_factory=WallConfig)
+    timing: bool = True
+    timing_policy: TimingPolicy = field(default_factory=TimingPolicy)
+    compile_baseline: bool = True  # also time torch.compile of the reference
+    guard: bool = True  # the AST guard; off only to test the worker's own isolation
+    limits: WorkerLimits = field(default_factory=WorkerLimits)
+    artifacts_dir: Path | None = None  # where cubins are kept; default under the cache
+    keep_workdir: bool = False
+
+
+@functools.cache
+def _gpu_present() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+_SCALE_PLANS: dict[tuple[str, int], ScalePlan] = {}
+
+
+def _scale_plan(task: Task, max_elements: int) -> ScalePlan:
+    """plan_scale runs the reference once; do it once per task and budget in a process."""
+    key = (task.sha, max_elements)
+    if key not in _SCALE_PLANS:
+        _SCALE_PLANS[key] = plan_scale(task, max_elements)
+    return _SCALE_PLANS[key]
+
+
+def evaluate_candidate(task: Task, candidate_path: Path, cfg: EvalConfig) -> EvalResult:
+    """The verdict on one candidate file. Never raises for anything the candidate does."""
+    try:
+        source = Path(candidate_path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        return failure("guard", "UnreadableCandidate", f"{candidate_path}: {exc}")
+    backend = detect_backend(source)
+    if cfg.guard:
+        findings = check_source(source)
+        if findings:
+            more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""
+            return failure("guard", "GuardViolation", findings[0].render() + more,
+                           backend=backend, checks=[])
+    gpu = cfg.device == "auto" and _gpu_present()
+    scale_down = cfg.scale == "down" or (cfg.scale == "auto" and not gpu)
+    try:
+        plan = _scale_plan(task, cfg.max_elements) if scale_down else ScalePlan()
+    except TaskError as exc:
+        return failure("load", "TaskError", str(exc), backend=backend)
+
+    cand_sha = hashlib.sha256(source.encode()).hexdigest()
+    artifacts = (cfg.artifacts_dir or cache_root() / "artifacts") / cand_sha[:16]
+    artifacts.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix="kernelpro-eval-"))
+    candidate_copy = work_dir / "candidate.py"  # Triton reads kernel source from a real file
+    candidate_copy.write_text(source)
+    baseline_key = _baseline_key(task, plan) if gpu else None
+    request = {
+        "mode": "gpu" if gpu else "cpu",
+        "task_path": str(task.path),
+        "task_source": _scaled_source(task, plan),
+        "dtype": task.dtype,
+        "candidate_path": str(candidate_copy),
+        "backend": backend,
+        "arch": cfg.arch,
+        "seed": KERNELBENCH_SEED,
+        "wall": dataclasses.asdict(cfg.wall),
+        "timing": cfg.timing,
+        "timing_policy": dataclasses.asdict(cfg.timing_policy),
+        "compile_baseline": cfg.compile_baseline,
+        "compile_ms": _cached_baseline(baseline_key),
+        "artifacts_dir": str(artifacts),
+    }
+    try:
+        result = run_worker(request, work_dir, cfg.limits)
+    finally:
+        if not cfg.keep_workdir:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    result.backend = result.backend or backend
+    result.scale = plan.describe()
+    if plan.scaled:
+        result.notes.insert(0, f"checked at scaled-down shapes ({plan.changes()})")
+    if baseline_key and result.compile_ms and request["compile_ms"] is None:
+        _store_baseline(baseline_key, result.compile_ms)
+    return result
+
+
+def _scaled_source(task: Task, plan: ScalePlan) -> str:
+    from kernelpro.task import rewrite_constants
+
+    return rewrite_constants(task.source, plan.overrides)
+
+
+# --- torch.compile baseline cache, per (task sha, GPU name, torch version, shapes) -----------
+
+def _baseline_key(task: Task, plan: ScalePlan) -> str:
+    import torch
+
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    return "|".join([task.sha, name, torch.__version__, plan.describe()])
+
+
+def _baseline_file() -> Path:
+    return cache_root() / "baselines.json"
+
+
+def _cached_baseline(key: str | None) -> float | None:
+    if key is None:
+        return None
+    try:
+        return json.loads(_baseline_file().read_text()).get(key)
+    except (OSError, ValueError):
+        return None
+
+
+def _store_baseline(key: str, compile_ms: float) -> None:
+    path = _baseline_file()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    data[key] = compile_ms
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
