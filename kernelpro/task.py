@@ -29,7 +29,7 @@ MIN_SCALABLE = 32
 # A scaled constant never drops below this, so shapes stay non-trivial.
 MIN_SCALED_VALUE = 8
 # Default budget for a scaled task: tensor elements of inputs plus parameters.
-DEFAULT_MAX_ELEMENTS = 1 << 20
+DEFAULT_MAX_ELEMENTS = 1 << 18
 
 KERNELBENCH_SEED = 42  # KernelBench seeds model construction and trial seeds from 42
 

@@ -1,0 +1,162 @@
+"""The `kernelpro` command: parse arguments, call one function per command, print the result.
+
+Exit codes of `kernelpro eval`: 0 correct, 1 incorrect or failed, 2 bad input (task or
+candidate file unusable, bad option), 3 unverified (compiled but could not be run here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_CORRECT, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNVERIFIED = 0, 1, 2, 3
+
+# Commands of DESIGN §2 that are not built yet, and the issue that builds each.
+PLANNED = {
+    "optimize": ("search for a faster kernel for a task (MCTS over LLM or template proposals)",
+                 "the search issue"),
+    "profile": ("roofline class of a task and the diagnosis of a candidate",
+                "the static-analysis and profiler issues"),
+    "bench": ("run a search over a whole KernelBench level or task folder", "the bench issue"),
+    "study": ("selection-strategy study (surprisal, confidence, ...) over runs",
+              "the bench issue"),
+    "report": ("self-contained HTML report of a run or bench", "the bench issue"),
+    "lint-task": ("flag tasks where a trivial output passes the tolerance",
+                  "the verifier issue"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kernelpro",
+        description="GPU kernel optimization agent for KernelBench-format tasks.")
+    from kernelpro import __version__
+
+    parser.add_argument("--version", action="version", version=f"kernelpro {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ev = sub.add_parser("eval", help="verdict on one candidate kernel file for a task",
+                        description="Check a candidate ModelNew file against a task's Model: "
+                                    "guard, compile, correctness wall, and timing on a GPU.")
+    ev.add_argument("task", type=Path, help="KernelBench-format task file")
+    ev.add_argument("candidate", type=Path, help="candidate file defining ModelNew")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--arch", default="sm_90",
+                    help="architecture to compile CUDA for without a GPU (default sm_90)")
+    ev.add_argument("--cpu", action="store_true",
+                    help="run the CPU dry run even if a GPU is present")
+    ev.add_argument("--scale", choices=["auto", "full", "down"], default="auto",
+                    help="shapes: auto = full on a GPU, scaled down on the CPU")
+    ev.add_argument("--max-elements", type=int, default=None,
+                    help="element budget of a scaled-down task (default 2^18)")
+    ev.add_argument("--tol", type=float, default=None,
+                    help="allclose atol=rtol (default per precision: fp32 1e-4, fp16/bf16 1e-2)")
+    ev.add_argument("--trials", type=int, default=5, help="correctness trials (default 5)")
+    ev.add_argument("--no-robust", action="store_true",
+                    help="skip the extra input distributions and the repeated call")
+    ev.add_argument("--no-timing", action="store_true", help="stop after correctness")
+    ev.add_argument("--no-compile-baseline", action="store_true",
+                    help="do not time torch.compile of the reference")
+    ev.add_argument("--compile-timeout", type=float, default=600.0, help="seconds (default 600)")
+    ev.add_argument("--run-timeout", type=float, default=600.0, help="seconds (default 600)")
+    ev.add_argument("--keep", type=Path, default=None,
+                    help="directory for kept cubins (default ~/.cache/kernelpro/artifacts)")
+    ev.add_argument("--keep-workdir", action="store_true",
+                    help="keep the worker's temporary directory (for debugging)")
+
+    doc = sub.add_parser("doctor", help="report GPU, driver, nvcc, Triton, ncu and counters",
+                         description="What this machine can do for kernelpro.")
+    doc.add_argument("--json", action="store_true", help="print one JSON object")
+
+    for name, (what, issue) in PLANNED.items():
+        p = sub.add_parser(name, help=f"{what} (not built yet)",
+                           description=f"{what}. Not built yet: comes with {issue}.")
+        p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    if args.command == "eval":
+        return cmd_eval(args)
+    if args.command == "doctor":
+        return cmd_doctor(args)
+    what, issue = PLANNED[args.command]
+    print(f"kernelpro {args.command}: not built yet ({issue}).", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _eval_config(args: argparse.Namespace) -> Any:
+    from kernelpro.evaluate import EvalConfig
+    from kernelpro.evaluate.correctness import WallConfig
+    from kernelpro.evaluate.device import parse_arch
+    from kernelpro.evaluate.worker import WorkerLimits
+    from kernelpro.task import DEFAULT_MAX_ELEMENTS
+
+    parse_arch(args.arch)  # raises ValueError with the fix in its message
+    if args.trials < 1:
+        raise ValueError("--trials must be at least 1")
+    if args.tol is not None and not args.tol > 0:
+        raise ValueError("--tol must be positive")
+    return EvalConfig(
+        arch=args.arch, device="cpu" if args.cpu else "auto", scale=args.scale,
+        max_elements=args.max_elements or DEFAULT_MAX_ELEMENTS,
+        wall=WallConfig(trials=args.trials, tol=args.tol, robust=not args.no_robust),
+        timing=not args.no_timing, compile_baseline=not args.no_compile_baseline,
+        limits=WorkerLimits(compile_timeout_s=args.compile_timeout,
+                            run_timeout_s=args.run_timeout),
+        artifacts_dir=args.keep, keep_workdir=args.keep_workdir)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from kernelpro.evaluate import evaluate_candidate
+    from kernelpro.task import TaskError, load_task
+
+    try:
+        cfg = _eval_config(args)
+        if not args.candidate.is_file():
+            raise ValueError(f"{args.candidate}: no such candidate file")
+        task = load_task(args.task)
+    except (TaskError, ValueError) as exc:
+        _error(str(exc), args.json)
+        return EXIT_BAD_INPUT
+    result = evaluate_candidate(task, args.candidate, cfg)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        from kernelpro.render import print_verdict
+
+        print_verdict(task, args.candidate, result)
+    if result.status == "correct":
+        return EXIT_CORRECT
+    return EXIT_UNVERIFIED if result.status == "unverified" else EXIT_FAILED
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from kernelpro.doctor import diagnose_machine
+    from kernelpro.render import print_doctor
+
+    report = diagnose_machine()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print_doctor(report)
+    return 0
+
+
+def _error(message: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"error": message}))
+    print(f"kernelpro: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

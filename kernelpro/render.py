@@ -1,0 +1,64 @@
+"""Human-readable terminal output (rich) for verdicts and the doctor report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from kernelpro.types import EvalResult, Task
+
+_STATUS_STYLE = {"correct": "bold green", "incorrect": "bold red", "failed": "bold red",
+                 "unverified": "bold yellow"}
+
+
+def _fmt(value: float | None, unit: str = "", digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}g}{unit}"
+
+
+def print_verdict(task: Task, candidate: Path, result: EvalResult,
+                  console: Console | None = None) -> None:
+    console = console or Console()
+    style = _STATUS_STYLE.get(result.status, "bold")
+    console.print(f"[{style}]{result.status.upper()}[/] {candidate} on {task.name} "
+                  f"({result.backend or '?'}, {result.device}); stage reached: {result.stage}")
+    if result.reason:
+        console.print(f"  reason: {result.reason}")
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    table.add_row("shapes", result.scale)
+    if result.max_abs_error is not None:
+        table.add_row("max abs error", _fmt(result.max_abs_error))
+    if result.timed and result.timing:
+        t = result.timing
+        table.add_row("runtime", f"{t.median_ms:.4g} ms median (IQR {t.iqr_ms:.3g}, min "
+                                 f"{t.min_ms:.4g}, {t.trials} trials, CI ±{100 * t.rel_ci:.2g}%)")
+        table.add_row("eager / compile", f"{_fmt(result.eager_ms, ' ms', 4)} / "
+                                         f"{_fmt(result.compile_ms, ' ms', 4)}")
+        table.add_row("speedup vs eager", _fmt(result.speedup_eager, "x"))
+        table.add_row("speedup vs compile", _fmt(result.speedup_compile, "x"))
+    else:
+        table.add_row("timing", "not timed")
+    if result.checks:
+        table.add_row("checks", ", ".join(
+            f"{c.name} {'ok' if c.passed else 'FAILED'}" for c in result.checks))
+    for cubin in result.cubins[:4]:
+        table.add_row("cubin", cubin)
+    for note in result.notes:
+        table.add_row("note", note)
+    table.add_row("wall time", f"{result.wall_s:.1f} s")
+    console.print(table)
+    if result.status == "failed" and result.log_tail.strip():
+        console.print("[dim]worker log (tail):[/]")
+        console.print(result.log_tail.strip()[-800:], markup=False, highlight=False)
+
+
+def print_doctor(report: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title="kernelpro doctor", show_header=True)
+    table.add_column("component")
+    table.add_column("status")
+    for key, value in report.items():
+        table.add_row(key, str(value))
+    console.print(table)
