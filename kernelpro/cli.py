@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_eval(args)
     if args.command == "doctor":
         return cmd_doctor(args)
-    what, issue = PLANNED[args.command]
+    _, issue = PLANNED[args.command]
     print(f"kernelpro {args.command}: not built yet ({issue}).", file=sys.stderr)
     return EXIT_BAD_INPUT
 

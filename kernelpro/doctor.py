@@ -35,8 +35,9 @@ def ncu_counter_access(ncu: str, python: str) -> str:
         return f"unknown (ncu probe timed out after {NCU_PROBE_TIMEOUT_S} s)"
     out = proc.stdout + proc.stderr
     if "ERR_NVGPUCTRPERM" in out:
-        return ("blocked (ERR_NVGPUCTRPERM): run as admin or set NVreg_RestrictProfilingToAdminUsers=0"
-                "; kernelpro falls back to timing-only and static profiling")
+        return ("blocked (ERR_NVGPUCTRPERM): run as admin or set "
+                "NVreg_RestrictProfilingToAdminUsers=0; kernelpro falls back to timing-only "
+                "and static profiling")
     if "sm__cycles_elapsed.avg" in out:
         return "allowed"
     return f"unknown (ncu exited {proc.returncode}: {out.strip()[-160:]})"

@@ -7,8 +7,16 @@ import math
 import pytest
 import torch
 
-from kernelpro.evaluate.correctness import (WallConfig, compare, inputs_changed, prepare,
-                                            redistribute, run_wall, tolerance_for, trial_seeds)
+from kernelpro.evaluate.correctness import (
+    WallConfig,
+    compare,
+    inputs_changed,
+    prepare,
+    redistribute,
+    run_wall,
+    tolerance_for,
+    trial_seeds,
+)
 
 
 def test_tolerance_follows_kernelbench_per_precision_and_can_be_overridden():
@@ -85,7 +93,8 @@ def make_inputs():
     return [torch.rand(16, 33)]
 
 
-def wall(cand, cfg=WallConfig()):
+def wall(cand, cfg: WallConfig | None = None):
+    cfg = cfg or WallConfig()
     return run_wall(torch.relu, cand, make_inputs, torch.device("cpu"), torch.float32, cfg)
 
 

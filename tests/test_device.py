@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from kernelpro.evaluate.device import (ARCH_LIMITS, SPECS, detect_gpu, parse_arch,
-                                       spec_for_arch, spec_for_name)
+from kernelpro.evaluate.device import (
+    ARCH_LIMITS,
+    SPECS,
+    detect_gpu,
+    parse_arch,
+    spec_for_arch,
+    spec_for_name,
+)
 
 REQUIRED = ["H100 SXM", "H100 PCIe", "H200", "A100 40GB", "A100 80GB", "L4", "L40S",
             "RTX 4090", "B200"]

@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernelpro.task import (TaskError, footprint, import_source, load_task, plan_scale,
-                            rewrite_constants, scaled_values)
+from kernelpro.task import (
+    TaskError,
+    footprint,
+    import_source,
+    load_task,
+    plan_scale,
+    rewrite_constants,
+    scaled_values,
+)
 from tests.conftest import TASKS
 
 SHIPPED = sorted(TASKS.rglob("*.py"))

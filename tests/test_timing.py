@@ -12,8 +12,15 @@ import math
 import numpy as np
 import pytest
 
-from kernelpro.evaluate.timing import (CallTime, HostTimer, TimingPolicy, escaped_work, measure,
-                                       rotating, summarize)
+from kernelpro.evaluate.timing import (
+    CallTime,
+    HostTimer,
+    TimingPolicy,
+    escaped_work,
+    measure,
+    rotating,
+    summarize,
+)
 
 
 class ScriptedTimer:

@@ -16,8 +16,14 @@ import torch
 
 from kernelpro.evaluate.correctness import clone_all, compare, prepare, set_seed, tolerance_for
 from kernelpro.evaluate.device import detect_gpu
-from kernelpro.evaluate.timing import (CudaEventTimer, TimingPolicy, escaped_work, measure,
-                                       rotating, summarize)
+from kernelpro.evaluate.timing import (
+    CudaEventTimer,
+    TimingPolicy,
+    escaped_work,
+    measure,
+    rotating,
+    summarize,
+)
 from kernelpro.task import call_get_inputs
 from kernelpro.types import CheckResult
 

@@ -10,6 +10,7 @@ becomes an EvalResult naming the stage and the reason; the parent never dies wit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -99,10 +100,8 @@ def _log_tail(log: Path) -> str:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     proc.wait()
 
 

@@ -1,0 +1,58 @@
+"""GPU-only checks: real timing, baselines, the host-time cross-check, CUDA build and run.
+
+Skipped on machines without a GPU; tools/gpu_check.sh runs them on the lent one.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kernelpro.evaluate import EvalConfig, evaluate_candidate
+from kernelpro.evaluate.timing import TimingPolicy
+from kernelpro.evaluate.worker import WorkerLimits
+from kernelpro.task import load_task
+from tests.conftest import CANDIDATES, FIXTURES, SOLUTIONS, TASKS
+
+pytestmark = pytest.mark.gpu
+QUICK = TimingPolicy(max_time_s=3.0)
+
+
+def test_correct_triton_candidate_is_timed_against_eager_and_compile():
+    task = load_task(TASKS / "level1" / "2_ReLU.py")
+    result = evaluate_candidate(task, SOLUTIONS / "level1" / "2_ReLU.py",
+                                EvalConfig(timing_policy=QUICK))
+    assert result.status == "correct" and result.timed, result.reason
+    assert result.scale == "full size"
+    assert result.runtime_ms > 0 and result.eager_ms > 0
+    assert result.speedup_eager == pytest.approx(result.eager_ms / result.runtime_ms)
+    assert result.compile_ms is None or result.speedup_compile > 0
+    assert result.timing.trials >= 10
+    names = {c.name: c.passed for c in result.checks}
+    assert names["timed_outputs"] and names["host_time_crosscheck"]
+    assert result.cubins, "Triton's cubin should be kept"
+
+
+def test_side_stream_candidate_is_rejected_by_the_host_time_crosscheck():
+    task = load_task(TASKS / "level1" / "2_ReLU.py")
+    result = evaluate_candidate(task, CANDIDATES / "relu_side_stream.py",
+                                EvalConfig(timing_policy=QUICK, compile_baseline=False))
+    assert result.status == "incorrect" and result.error_class == "EscapedWork", result.reason
+    assert "escaped the timed stream" in result.reason
+
+
+def test_cuda_load_inline_candidate_builds_runs_and_keeps_its_cubin():
+    task = load_task(FIXTURES / "tasks" / "tiny_relu.py")
+    result = evaluate_candidate(task, CANDIDATES / "cuda_relu.py",
+                                EvalConfig(timing_policy=QUICK, compile_baseline=False))
+    assert result.status == "correct" and result.timed, result.reason
+    assert result.cubins
+
+
+def test_hung_kernel_times_out_and_the_next_candidate_is_fine():
+    task = load_task(FIXTURES / "tasks" / "tiny_relu.py")
+    hung = evaluate_candidate(task, CANDIDATES / "triton_hang.py",
+                              EvalConfig(limits=WorkerLimits(run_timeout_s=30)))
+    assert (hung.status, hung.error_class) == ("failed", "Timeout")
+    ok = evaluate_candidate(task, SOLUTIONS / "level1" / "2_ReLU.py",
+                            EvalConfig(timing_policy=QUICK, compile_baseline=False))
+    assert ok.status == "correct", ok.reason
