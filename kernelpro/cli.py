@@ -128,7 +128,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except (TaskError, ValueError) as exc:
         _error(str(exc), args.json)
         return EXIT_BAD_INPUT
-    result = evaluate_candidate(task, args.candidate, cfg)
+    if args.json or not sys.stderr.isatty():
+        result = evaluate_candidate(task, args.candidate, cfg)
+    else:
+        from rich.console import Console
+
+        with Console(stderr=True).status("evaluating") as status:
+            result = evaluate_candidate(
+                task, args.candidate, cfg,
+                progress=lambda stage, secs: status.update(f"{stage} ({secs:.0f} s)"))
     if args.json:
         print(json.dumps(result.to_dict()))
     else:

@@ -88,6 +88,9 @@ def diagnose_machine(probe_counters: bool = True) -> dict[str, Any]:
         tool = find_tool(name)
         report[name] = f"{tool.path} ({tool.version or 'version unknown'})" if tool else \
             "not found (pip install nvidia-cuda-nvcc nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm)"
+    ninja = shutil.which("ninja")
+    report["ninja"] = ninja or ("not found: CUDA candidates (load_inline) cannot build; "
+                                "pip install ninja")
     try:
         import triton
 

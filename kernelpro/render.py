@@ -20,7 +20,7 @@ def _fmt(value: float | None, unit: str = "", digits: int = 3) -> str:
 
 def print_verdict(task: Task, candidate: Path, result: EvalResult,
                   console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or Console(highlight=False)
     style = _STATUS_STYLE.get(result.status, "bold")
     console.print(f"[{style}]{result.status.upper()}[/] {candidate} on {task.name} "
                   f"({result.backend or '?'}, {result.device}); stage reached: {result.stage}")

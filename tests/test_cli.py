@@ -77,7 +77,7 @@ def test_doctor_reports_each_component():
     proc = kernelpro("doctor", "--json")
     assert proc.returncode == 0
     report = json.loads(proc.stdout)
-    for key in ("gpu", "driver", "nvcc", "cuobjdump", "nvdisasm", "triton", "ncu",
+    for key in ("gpu", "driver", "nvcc", "cuobjdump", "nvdisasm", "ninja", "triton", "ncu",
                 "ncu counters"):
         assert key in report
 

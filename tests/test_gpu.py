@@ -5,6 +5,8 @@ Skipped on machines without a GPU; tools/gpu_check.sh runs them on the lent one.
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from kernelpro.evaluate import EvalConfig, evaluate_candidate
@@ -40,6 +42,7 @@ def test_side_stream_candidate_is_rejected_by_the_host_time_crosscheck():
     assert "escaped the timed stream" in result.reason
 
 
+@pytest.mark.skipif(shutil.which("ninja") is None, reason="load_inline needs ninja")
 def test_cuda_load_inline_candidate_builds_runs_and_keeps_its_cubin():
     task = load_task(FIXTURES / "tasks" / "tiny_relu.py")
     result = evaluate_candidate(task, CANDIDATES / "cuda_relu.py",

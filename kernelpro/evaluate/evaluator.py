@@ -22,7 +22,7 @@ from kernelpro.evaluate.compile import detect_backend
 from kernelpro.evaluate.correctness import WallConfig
 from kernelpro.evaluate.guard import check_source
 from kernelpro.evaluate.timing import TimingPolicy
-from kernelpro.evaluate.worker import WorkerLimits, run_worker
+from kernelpro.evaluate.worker import Progress, WorkerLimits, run_worker
 from kernelpro.task import DEFAULT_MAX_ELEMENTS, KERNELBENCH_SEED, TaskError, plan_scale
 from kernelpro.types import EvalResult, ScalePlan, Task, failure
 
@@ -69,8 +69,12 @@ def _scale_plan(task: Task, max_elements: int) -> ScalePlan:
     return _SCALE_PLANS[key]
 
 
-def evaluate_candidate(task: Task, candidate_path: Path, cfg: EvalConfig) -> EvalResult:
-    """The verdict on one candidate file. Never raises for anything the candidate does."""
+def evaluate_candidate(task: Task, candidate_path: Path, cfg: EvalConfig,
+                       progress: Progress | None = None) -> EvalResult:
+    """The verdict on one candidate file. Never raises for anything the candidate does.
+
+    `progress(stage, seconds)` is called while the worker runs, for a live status line.
+    """
     try:
         source = Path(candidate_path).read_text()
     except (OSError, UnicodeDecodeError) as exc:
@@ -113,7 +117,7 @@ def evaluate_candidate(task: Task, candidate_path: Path, cfg: EvalConfig) -> Eva
         "artifacts_dir": str(artifacts),
     }
     try:
-        result = run_worker(request, work_dir, cfg.limits)
+        result = run_worker(request, work_dir, cfg.limits, progress)
     finally:
         if not cfg.keep_workdir:
             shutil.rmtree(work_dir, ignore_errors=True)

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ ENV_ALLOWLIST = (
     "TRITON_NVDISASM_PATH", "TRITON_LIBCUDA_PATH", "PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX",
 )
 COMPILE_STAGES = ("start", "load", "compile")
+# Called while the worker runs with (stage, seconds since the worker started).
+Progress = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,8 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def run_worker(request: dict[str, Any], work_dir: Path, limits: WorkerLimits) -> EvalResult:
+def run_worker(request: dict[str, Any], work_dir: Path, limits: WorkerLimits,
+               progress: Progress | None = None) -> EvalResult:
     """Evaluate one request in a fresh worker process; always returns a verdict."""
     work_dir.mkdir(parents=True, exist_ok=True)
     req_path, result_path, log_path = (work_dir / "request.json", work_dir / "result.json",
@@ -124,7 +128,7 @@ def run_worker(request: dict[str, Any], work_dir: Path, limits: WorkerLimits) ->
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=lambda: _limit_resources(address_space))
         try:
-            verdict = _watch(proc, work_dir, limits, memory, t_start)
+            verdict = _watch(proc, work_dir, limits, memory, t_start, progress)
         except BaseException:  # Ctrl-C or anything else: never leave a worker behind
             _kill_group(proc)
             raise
@@ -137,13 +141,15 @@ def run_worker(request: dict[str, Any], work_dir: Path, limits: WorkerLimits) ->
 
 
 def _watch(proc: subprocess.Popen[bytes], work_dir: Path, limits: WorkerLimits, memory: int,
-           t_start: float) -> EvalResult | None:
+           t_start: float, progress: Progress | None) -> EvalResult | None:
     """Poll until the worker exits (None) or must be killed (a failure verdict)."""
     run_since: float | None = None
     while proc.poll() is None:
         time.sleep(POLL_S)
         stage, _ = _read_stage(work_dir, "start")
         now = time.time()
+        if progress is not None:
+            progress(_stage_name(stage), now - t_start)
         if stage in COMPILE_STAGES:
             if now - t_start > limits.compile_timeout_s:
                 _kill_group(proc)
