@@ -19,8 +19,6 @@ EXIT_CORRECT, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNVERIFIED = 0, 1, 2, 3
 PLANNED = {
     "optimize": ("search for a faster kernel for a task (MCTS over LLM or template proposals)",
                  "the search issue"),
-    "profile": ("roofline class of a task and the diagnosis of a candidate",
-                "the static-analysis and profiler issues"),
     "bench": ("run a search over a whole KernelBench level or task folder", "the bench issue"),
     "study": ("selection-strategy study (surprisal, confidence, ...) over runs",
               "the bench issue"),
@@ -68,6 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--keep-workdir", action="store_true",
                     help="keep the worker's temporary directory (for debugging)")
 
+    prof = sub.add_parser(
+        "profile", help="diagnose a candidate's kernels (static tier: SASS, occupancy)",
+        description="Compile a candidate without a GPU (CUDA with nvcc, Triton ahead of time "
+                    "from the launches it makes under the interpreter), read the SASS and run "
+                    "the SASS rules. The roofline class and Nsight Compute tiers are not built "
+                    "yet.")
+    prof.add_argument("task", type=Path, help="KernelBench-format task file")
+    prof.add_argument("candidate", type=Path, nargs="?", help="candidate file defining ModelNew")
+    prof.add_argument("--static", action="store_true",
+                      help="static tier only (the only tier built so far)")
+    prof.add_argument("--arch", default="sm_90", help="architecture to compile for (sm_90)")
+    prof.add_argument("--max-elements", type=int, default=1 << 16,
+                      help="element budget of the scaled-down run that records launches")
+    prof.add_argument("--json", action="store_true", help="print one JSON object")
+
     doc = sub.add_parser("doctor", help="report GPU, driver, nvcc, Triton, ncu and counters",
                          description="What this machine can do for kernelpro.")
     doc.add_argument("--json", action="store_true", help="print one JSON object")
@@ -89,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_eval(args)
     if args.command == "doctor":
         return cmd_doctor(args)
+    if args.command == "profile":
+        return cmd_profile(args)
     _, issue = PLANNED[args.command]
     print(f"kernelpro {args.command}: not built yet ({issue}).", file=sys.stderr)
     return EXIT_BAD_INPUT
@@ -117,7 +132,6 @@ def _eval_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from kernelpro.evaluate import evaluate_candidate
     from kernelpro.task import TaskError, load_task
 
     try:
@@ -128,15 +142,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except (TaskError, ValueError) as exc:
         _error(str(exc), args.json)
         return EXIT_BAD_INPUT
-    if args.json or not sys.stderr.isatty():
-        result = evaluate_candidate(task, args.candidate, cfg)
-    else:
-        from rich.console import Console
-
-        with Console(stderr=True).status("evaluating") as status:
-            result = evaluate_candidate(
-                task, args.candidate, cfg,
-                progress=lambda stage, secs: status.update(f"{stage} ({secs:.0f} s)"))
+    result = _run_eval(task, args.candidate, cfg, args.json)
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -146,6 +152,59 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if result.status == "correct":
         return EXIT_CORRECT
     return EXIT_UNVERIFIED if result.status == "unverified" else EXIT_FAILED
+
+
+def _run_eval(task: Any, candidate: Path, cfg: Any, quiet: bool) -> Any:
+    """evaluate_candidate with a live stage line on an interactive terminal."""
+    from kernelpro.evaluate import evaluate_candidate
+
+    if quiet or not sys.stderr.isatty():
+        return evaluate_candidate(task, candidate, cfg)
+    from rich.console import Console
+
+    with Console(stderr=True).status("evaluating") as status:
+        return evaluate_candidate(
+            task, candidate, cfg,
+            progress=lambda stage, secs: status.update(f"{stage} ({secs:.0f} s)"))
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from kernelpro.evaluate import EvalConfig
+    from kernelpro.evaluate.correctness import WallConfig
+    from kernelpro.evaluate.device import parse_arch
+    from kernelpro.profile.static import is_matmul_like, profile_cubins
+    from kernelpro.task import TaskError, load_task
+
+    if not args.static or args.candidate is None:
+        _error("only the static tier is built: kernelpro profile TASK CANDIDATE --static "
+               "(the roofline class and Nsight Compute tiers come with the profiler issue)",
+               args.json)
+        return EXIT_BAD_INPUT
+    try:
+        parse_arch(args.arch)
+        if not args.candidate.is_file():
+            raise ValueError(f"{args.candidate}: no such candidate file")
+        task = load_task(args.task)
+    except (TaskError, ValueError) as exc:
+        _error(str(exc), args.json)
+        return EXIT_BAD_INPUT
+    cfg = EvalConfig(arch=args.arch, device="cpu", max_elements=args.max_elements,
+                     wall=WallConfig(trials=1, robust=False), timing=False)
+    result = _run_eval(task, args.candidate, cfg, args.json)
+    verdict = {"status": result.status, "stage": result.stage, "reason": result.reason}
+    if not result.cubins:
+        _error(f"nothing to analyze: no kernel was compiled ({result.status} at "
+               f"{result.stage}: {result.reason})", args.json)
+        return EXIT_FAILED
+    profile = profile_cubins([Path(c) for c in result.cubins], args.arch,
+                             result.backend or "cuda", task.dtype, is_matmul_like(task.source))
+    if args.json:
+        print(json.dumps({"verdict": verdict, **profile.to_dict()}))
+    else:
+        from kernelpro.render import print_static_profile
+
+        print_static_profile(profile, verdict)
+    return EXIT_CORRECT
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

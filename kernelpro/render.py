@@ -54,6 +54,31 @@ def print_verdict(task: Task, candidate: Path, result: EvalResult,
         console.print(result.log_tail.strip()[-800:], markup=False, highlight=False)
 
 
+def print_static_profile(profile: Any, verdict: dict[str, Any],
+                         console: Console | None = None) -> None:
+    console = console or Console(highlight=False)
+    console.print(f"static profile for {profile.arch} (no GPU needed); the candidate was "
+                  f"{verdict['status']} at {verdict['stage']} in the interpreter run")
+    table = Table(show_header=True)
+    for col in ("kernel", "regs", "shared B", "spill B", "threads", "occupancy", "top SASS"):
+        table.add_column(col)
+    for k in profile.kernels:
+        top = sorted(k.sass.histogram.items(), key=lambda kv: -kv[1])[:4]
+        threads = f"{k.threads_per_block}{' (assumed)' if k.threads_assumed else ''}"
+        table.add_row(k.sass.name[:40], str(k.sass.registers), str(k.sass.shared_bytes),
+                      str(k.sass.spill_bytes), threads,
+                      f"{k.occupancy.occupancy:.0%} ({', '.join(k.occupancy.limiters)})",
+                      ", ".join(f"{f} {n}" for f, n in top))
+    console.print(table)
+    if not profile.findings:
+        console.print("no findings: none of the SASS rules fired")
+    for f in profile.findings:
+        style = {"critical": "bold red", "warning": "yellow"}.get(f.severity, "")
+        console.print(f"[{style}]{f.severity.upper()}[/] {f.tool} ({f.kernel[:40]}): {f.message}")
+        for rank, rec in enumerate(f.recommendations, 1):
+            console.print(f"   {rank}. {rec.action} (expected {rec.expected_gain})")
+
+
 def print_doctor(report: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     table = Table(title="kernelpro doctor", show_header=True)

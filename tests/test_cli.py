@@ -89,3 +89,20 @@ def test_console_script_is_installed():
     if exe is None:  # running from a checkout with PYTHONPATH=. only
         return
     assert subprocess.run([exe, "--version"], capture_output=True, text=True).returncode == 0
+
+
+def test_profile_static_json_has_kernels_and_findings():
+    proc = kernelpro("profile", "tasks/level1/1_Square_matmul.py",
+                     str(SOLUTIONS / "level1" / "1_Square_matmul.py"), "--static", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    (k,) = report["kernels"]
+    assert k["name"] == "matmul_kernel" and k["registers"] > 0
+    assert {"shared_bytes", "spill_bytes", "occupancy", "histogram"} <= k.keys()
+    assert "TensorCore" in {f["tool"] for f in report["findings"]}
+    assert all(f["recommendations"] for f in report["findings"])
+
+
+def test_profile_without_static_says_what_is_built():
+    proc = kernelpro("profile", "tasks/level1/2_ReLU.py", str(SOLUTIONS / "level1" / "2_ReLU.py"))
+    assert proc.returncode == 2 and "only the static tier is built" in proc.stderr

@@ -75,6 +75,12 @@ def run(req: dict[str, Any]) -> EvalResult:
     enter("compile")
     candidate = req["candidate_path"]
     capture = None
+    recorder = None
+    if req["backend"] == "triton" and not gpu and req.get("aot", True):
+        from kernelpro.evaluate.triton_aot import LaunchRecorder
+
+        recorder = LaunchRecorder()
+        recorder.install()
     if req["backend"] == "cuda" and not gpu:
         import torch.utils.cpp_extension as cpp_ext
 
@@ -110,9 +116,16 @@ def run(req: dict[str, Any]) -> EvalResult:
                           wall_cfg, sync)
     except Exception as exc:  # candidate forward: report, do not crash
         return classify(exc, "correctness", candidate)
+    aot_cubins, aot_notes = [], []
+    if recorder is not None:  # cubins for the target arch, from the launches just made
+        aot_cubins = [str(p) for p in recorder.compile_all(
+            Path(candidate), Path(req["artifacts_dir"]), req["arch"])]
+        aot_notes = [f"ahead-of-time compile for {req['arch']} failed: {e}"
+                     for e in recorder.errors]
     base = dict(backend=req["backend"], max_abs_error=report.max_abs,
                 max_rel_error=report.max_rel, trials=report.trials, checks=report.checks,
-                notes=report.notes, device=torch.cuda.get_device_name() if gpu else "cpu")
+                notes=report.notes + aot_notes, cubins=aot_cubins,
+                device=torch.cuda.get_device_name() if gpu else "cpu")
     if not report.passed:
         return EvalResult(status="incorrect", stage="correctness", reason=report.reason,
                           error_class="Mismatch", **base)
@@ -144,7 +157,7 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()
         result = failure("load", "HarnessError", f"{type(exc).__name__}: {exc}")
     result.wall_s = time.time() - t0
-    if req.get("collect_cubins", True):
+    if req["mode"] == "gpu":  # without a GPU, capture and AOT compilation kept them already
         from kernelpro.evaluate.compile import collect_extension_cubins, collect_triton_cubins
 
         out = Path(req["artifacts_dir"])

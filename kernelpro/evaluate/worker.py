@@ -65,6 +65,7 @@ def worker_env(work_dir: Path, interpret: bool) -> dict[str, str]:
                TRITON_CACHE_DIR=str(work_dir / "triton"),
                TORCH_EXTENSIONS_DIR=str(work_dir / "torch_ext"),
                XDG_CACHE_HOME=str(work_dir / "cache"), PYTHONDONTWRITEBYTECODE="1",
+               TRITON_DEFAULT_FP_FUSION="1",  # Triton 3.9's default, stated to silence its warning
                PYTHONNOUSERSITE="1", MAX_JOBS=str(os.cpu_count() or 1))
     if interpret:
         env["TRITON_INTERPRET"] = "1"
