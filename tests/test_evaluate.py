@@ -28,6 +28,9 @@ def test_correct_triton_candidate_passes_under_the_interpreter(tiny):
     assert "no GPU" in result.reason
     assert result.max_abs_error == 0.0
     assert {c.name for c in result.checks} >= {"allclose", "inputs_unchanged", "repeat_call"}
+    # the kernel was also compiled ahead of time for sm_90, from the launch it made
+    (cubin,) = result.cubins
+    assert Path(cubin).read_bytes()[:4] == b"\x7fELF"
 
 
 @pytest.mark.parametrize("name, fragment", [

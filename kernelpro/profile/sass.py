@@ -11,6 +11,7 @@ MUFU special functions, BAR barriers, SHFL shuffles, ATOM/ATOMG/RED/REDG global 
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 from collections import Counter
@@ -205,17 +206,18 @@ class KernelSass:
         """Bytes per thread written by STL instructions (each counted once, statically)."""
         return sum(width_bits(i) // 8 for i in self.instructions if i.opcode == "STL")
 
-    def loops(self) -> list[tuple[int, int]]:
+    @functools.cached_property
+    def loops(self) -> tuple[tuple[int, int], ...]:
         """(start, end) offsets of backward branches: the loops of the kernel."""
         spans = []
         for instr in self.instructions:
             target = instr.branch_target
             if target is not None and target < instr.offset:
                 spans.append((target, instr.offset))
-        return spans
+        return tuple(spans)
 
     def in_loop(self, instr: Instruction) -> bool:
-        return any(start <= instr.offset <= end for start, end in self.loops())
+        return any(start <= instr.offset <= end for start, end in self.loops)
 
     def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "registers": self.registers,
@@ -234,10 +236,11 @@ def _cuobjdump(*args: str) -> str:
 
 
 def analyze_cubin(cubin: Path) -> list[KernelSass]:
-    """Every kernel of a cubin, with its SASS and resources."""
-    sass = parse_sass(_cuobjdump("-sass", str(cubin)))
-    usage = parse_resource_usage(_cuobjdump("-res-usage", str(cubin)))
-    max_threads, reserved = parse_elf_attributes(_cuobjdump("-elf", str(cubin)))
+    """Every kernel of a cubin, with its SASS and resources (one cuobjdump call)."""
+    dump = _cuobjdump("-elf", "-sass", "-res-usage", str(cubin))
+    sass = parse_sass(dump)
+    usage = parse_resource_usage(dump)
+    max_threads, reserved = parse_elf_attributes(dump)
     kernels = []
     for name, instrs in sass.items():
         res = usage.get(name, {})
