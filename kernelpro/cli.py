@@ -131,14 +131,21 @@ def _eval_config(args: argparse.Namespace) -> Any:
         artifacts_dir=args.keep, keep_workdir=args.keep_workdir)
 
 
+def _task_for(args: argparse.Namespace) -> Any:
+    """The task of a TASK CANDIDATE command; ValueError/TaskError name what is wrong."""
+    from kernelpro.task import load_task
+
+    if not args.candidate.is_file():
+        raise ValueError(f"{args.candidate}: no such candidate file")
+    return load_task(args.task)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    from kernelpro.task import TaskError, load_task
+    from kernelpro.task import TaskError
 
     try:
         cfg = _eval_config(args)
-        if not args.candidate.is_file():
-            raise ValueError(f"{args.candidate}: no such candidate file")
-        task = load_task(args.task)
+        task = _task_for(args)
     except (TaskError, ValueError) as exc:
         _error(str(exc), args.json)
         return EXIT_BAD_INPUT
@@ -173,7 +180,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from kernelpro.evaluate.correctness import WallConfig
     from kernelpro.evaluate.device import parse_arch
     from kernelpro.profile.static import is_matmul_like, profile_cubins
-    from kernelpro.task import TaskError, load_task
+    from kernelpro.task import TaskError
 
     if not args.static or args.candidate is None:
         _error("only the static tier is built: kernelpro profile TASK CANDIDATE --static "
@@ -182,9 +189,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     try:
         parse_arch(args.arch)
-        if not args.candidate.is_file():
-            raise ValueError(f"{args.candidate}: no such candidate file")
-        task = load_task(args.task)
+        task = _task_for(args)
     except (TaskError, ValueError) as exc:
         _error(str(exc), args.json)
         return EXIT_BAD_INPUT
