@@ -15,8 +15,6 @@ Backend = Literal["triton", "cuda", "torch"]
 Stage = Literal["guard", "load", "compile", "correctness", "timing", "profile"]
 Status = Literal["correct", "incorrect", "failed", "unverified"]
 
-STAGE_ORDER: tuple[Stage, ...] = ("guard", "load", "compile", "correctness", "timing", "profile")
-
 
 @dataclass(frozen=True)
 class InputSpec:
