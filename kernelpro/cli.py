@@ -23,8 +23,6 @@ PLANNED = {
     "study": ("selection-strategy study (surprisal, confidence, ...) over runs",
               "the bench issue"),
     "report": ("self-contained HTML report of a run or bench", "the bench issue"),
-    "lint-task": ("flag tasks where a trivial output passes the tolerance",
-                  "the verifier issue"),
 }
 
 
@@ -57,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-robust", action="store_true",
                     help="skip the extra input distributions and the repeated call")
     ev.add_argument("--no-timing", action="store_true", help="stop after correctness")
+    ev.add_argument("--strict", action="store_true",
+                    help="reject candidates that hand the task's core op to PyTorch "
+                         "(default: flag them)")
+    ev.add_argument("--kernelbench-compat", action="store_true",
+                    help="KernelBench's own protocol (same tensors to both models, allclose "
+                         "only, its timing loop), to compare verdicts")
     ev.add_argument("--no-compile-baseline", action="store_true",
                     help="do not time torch.compile of the reference")
     ev.add_argument("--compile-timeout", type=float, default=600.0, help="seconds (default 600)")
@@ -81,6 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="element budget of the scaled-down run that records launches")
     prof.add_argument("--json", action="store_true", help="print one JSON object")
 
+    lint = sub.add_parser(
+        "lint-task", help="flag tasks where a trivial output passes the tolerance",
+        description="Run each task's reference on its KernelBench trial inputs and flag "
+                    "tasks where all zeros, a constant or the average output passes the "
+                    "tolerance, or where an input barely matters. Acknowledge a finding in "
+                    "the task file with `# kernelpro-lint: RULE -- why`.")
+    lint.add_argument("tasks", type=Path, nargs="+", help="task files or folders of them")
+    lint.add_argument("--tol", type=float, default=None,
+                      help="allclose atol=rtol (default per precision: fp32 1e-4)")
+    lint.add_argument("--scale", choices=["auto", "full", "down"], default="auto",
+                      help="shapes: auto = full on a GPU, scaled down on the CPU")
+    lint.add_argument("--max-elements", type=int, default=None,
+                      help="element budget of a scaled-down task (default 2^24)")
+    lint.add_argument("--json", action="store_true", help="print one JSON object")
+
     doc = sub.add_parser("doctor", help="report GPU, driver, nvcc, Triton, ncu and counters",
                          description="What this machine can do for kernelpro.")
     doc.add_argument("--json", action="store_true", help="print one JSON object")
@@ -104,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_doctor(args)
     if args.command == "profile":
         return cmd_profile(args)
+    if args.command == "lint-task":
+        return cmd_lint(args)
     _, issue = PLANNED[args.command]
     print(f"kernelpro {args.command}: not built yet ({issue}).", file=sys.stderr)
     return EXIT_BAD_INPUT
@@ -126,6 +147,7 @@ def _eval_config(args: argparse.Namespace) -> Any:
         max_elements=args.max_elements or DEFAULT_MAX_ELEMENTS,
         wall=WallConfig(trials=args.trials, tol=args.tol, robust=not args.no_robust),
         timing=not args.no_timing, compile_baseline=not args.no_compile_baseline,
+        strict=args.strict, kernelbench_compat=args.kernelbench_compat,
         limits=WorkerLimits(compile_timeout_s=args.compile_timeout,
                             run_timeout_s=args.run_timeout),
         artifacts_dir=args.keep, keep_workdir=args.keep_workdir)
@@ -210,6 +232,49 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
         print_static_profile(profile, verdict)
     return EXIT_CORRECT
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    """Exit 0 when every finding is annotated in its task file, 1 otherwise, 2 on bad input."""
+    import torch
+
+    from kernelpro.lint import DEFAULT_LINT_ELEMENTS, lint_task
+    from kernelpro.task import TaskError, load_task
+
+    paths: list[Path] = []
+    for p in args.tasks:
+        if p.is_dir():
+            paths += sorted(p.rglob("*.py"))
+        elif p.is_file():
+            paths.append(p)
+        else:
+            _error(f"{p}: no such task file or folder", args.json)
+            return EXIT_BAD_INPUT
+    if args.tol is not None and not args.tol > 0:
+        _error("--tol must be positive", args.json)
+        return EXIT_BAD_INPUT
+    gpu = torch.cuda.is_available()
+    scale_down = args.scale == "down" or (args.scale == "auto" and not gpu)
+    reports = []
+    for path in paths:
+        try:
+            task = load_task(path)
+        except TaskError as exc:
+            _error(str(exc), args.json)
+            return EXIT_BAD_INPUT
+        if not args.json:
+            print(f"linting {path} ...", file=sys.stderr)
+        reports.append(lint_task(task, tol=args.tol, scale_down=scale_down,
+                                 max_elements=args.max_elements or DEFAULT_LINT_ELEMENTS,
+                                 device="cuda" if gpu else "cpu"))
+    if args.json:
+        print(json.dumps({"tasks": [r.to_dict() for r in reports]}))
+    else:
+        from kernelpro.render import print_lint
+
+        print_lint(reports)
+    bad = any(r.failing or r.error for r in reports)
+    return EXIT_FAILED if bad else EXIT_CORRECT
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -87,3 +87,23 @@ def print_doctor(report: dict[str, Any], console: Console | None = None) -> None
     for key, value in report.items():
         table.add_row(key, str(value))
     console.print(table)
+
+
+def print_lint(reports: list[Any], console: Console | None = None) -> None:
+    """One row per finding (or per clean task) for `kernelpro lint-task`."""
+    console = console or Console(highlight=False)
+    table = Table(title="task lint")
+    for col in ("task", "shapes", "tol", "rule", "finding"):
+        table.add_column(col, no_wrap=col in ("task", "rule"))
+    for r in reports:
+        shapes = r.scale.removeprefix("scaled down: ")
+        if r.error:
+            table.add_row(r.task, shapes, f"{r.tol:g}", "[red]error[/]", r.error)
+        elif not r.findings:
+            table.add_row(r.task, shapes, f"{r.tol:g}", "[green]clean[/]", r.note or "")
+        for f in r.findings:
+            rule = f"[yellow]{f.rule} (annotated)[/]" if f.annotated else f"[red]{f.rule}[/]"
+            table.add_row(r.task, shapes, f"{r.tol:g}", rule, f.message)
+    console.print(table)
+    failing = sum(len(r.failing) + bool(r.error) for r in reports)
+    console.print(f"{len(reports)} task(s), {failing} unacknowledged finding(s)")

@@ -68,11 +68,15 @@ class ScalePlan:
 
 @dataclass
 class CheckResult:
-    """One check of the correctness wall: its name, whether it passed, and why not."""
+    """One check of the correctness wall: its name, whether it passed, and why not.
+
+    A failed check with `rejects` False is a warning (delegation without --strict).
+    """
 
     name: str
     passed: bool
     detail: str = ""
+    rejects: bool = True
 
 
 @dataclass

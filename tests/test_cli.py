@@ -22,7 +22,7 @@ def kernelpro(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[s
 
 def test_help_lists_every_planned_command():
     out = kernelpro("--help").stdout
-    for command in ["eval", "doctor", *PLANNED]:
+    for command in ["eval", "doctor", "lint-task", *PLANNED]:
         assert command in out
     assert "not built yet" in out
 

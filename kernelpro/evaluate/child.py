@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from kernelpro.types import EvalResult, failure, one_line
+from kernelpro.types import CheckResult, EvalResult, failure, one_line
 
 STAGE_FILE = "stage"
 
@@ -57,6 +57,7 @@ def run(req: dict[str, Any]) -> EvalResult:
 
     from kernelpro.evaluate import compile as compile_mod
     from kernelpro.evaluate.correctness import WallConfig, prepare, run_wall, set_seed
+    from kernelpro.evaluate.integrity import HarnessSnapshot
     from kernelpro.task import TaskError, call_get_inputs, import_file, import_source
 
     gpu = req["mode"] == "gpu"
@@ -66,11 +67,14 @@ def run(req: dict[str, Any]) -> EvalResult:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     task_path = Path(req["task_path"])
+    # A name the candidate cannot guess: it must not import the reference (separate namespaces).
+    ref_name = f"kernelpro_reference_{os.urandom(6).hex()}"
     try:
-        ref_mod = import_source(task_path, req["task_source"], "kernelpro_reference")
+        ref_mod = import_source(task_path, req["task_source"], ref_name)
     except TaskError as exc:
         return failure("load", "TaskError", str(exc))
     dtype = getattr(torch, req["dtype"])
+    snapshot = HarnessSnapshot.take()
 
     enter("compile")
     candidate = req["candidate_path"]
@@ -99,6 +103,11 @@ def run(req: dict[str, Any]) -> EvalResult:
     except Exception as exc:  # candidate code at import/construction: anything can happen
         return classify(exc, "compile", candidate)
     cubins = [str(e.cubin) for e in capture.extensions if e.cubin] if capture else []
+    tampered = snapshot.tampered()  # before the wall: its comparisons use these functions
+    if tampered:
+        return EvalResult(status="incorrect", stage="compile", reason=tampered,
+                          error_class="ExploitDetected", backend=req["backend"],
+                          checks=[CheckResult("harness_intact", False, tampered)])
 
     if capture is not None:
         what = f"{len(cubins)} cubin(s) for {req['arch']}" if cubins else "no CUDA sources"
@@ -110,10 +119,19 @@ def run(req: dict[str, Any]) -> EvalResult:
     enter("correctness")
     sync = (lambda: torch.cuda.synchronize()) if gpu else (lambda: None)
     wall_cfg = WallConfig(**req["wall"])
+    get_inputs = lambda: call_get_inputs(task_path, ref_mod)  # noqa: E731
+    compat = bool(req.get("compat"))
     try:
-        report = run_wall(ref_model, cand_model,
-                          lambda: call_get_inputs(task_path, ref_mod), device, dtype,
-                          wall_cfg, sync)
+        if compat:
+            from kernelpro.evaluate.compat import kernelbench_wall
+            from kernelpro.evaluate.correctness import tolerance_for
+
+            report = kernelbench_wall(ref_model, cand_model, get_inputs, device, dtype,
+                                      wall_cfg.trials, wall_cfg.seed,
+                                      tolerance_for(req["dtype"], wall_cfg.tol), sync)
+        else:
+            report = run_wall(ref_model, cand_model, get_inputs, device, dtype, wall_cfg, sync,
+                              lowered=_lowered(ref_model, gpu))
     except Exception as exc:  # candidate forward: report, do not crash
         return classify(exc, "correctness", candidate)
     aot_cubins, aot_notes = [], []
@@ -129,6 +147,25 @@ def run(req: dict[str, Any]) -> EvalResult:
     if not report.passed:
         return EvalResult(status="incorrect", stage="correctness", reason=report.reason,
                           error_class="Mismatch", **base)
+    if wall_cfg.robust and not compat:
+        from kernelpro.evaluate.probes import ProbeContext, run_probes
+
+        ctx = ProbeContext(
+            ref=ref_model, cand=cand_model, inputs=report.first_inputs,
+            expected=report.first_expected, tol=_tol(req), seed=req["seed"],
+            candidate_file=candidate, snapshot=snapshot, sync=sync,
+            modules=(cand_mod, ref_mod), strict=bool(req.get("strict")),
+            other_shape=_other_shape_builder(req, cand_mod, device, dtype),
+            kernel_names=_kernel_names if gpu else None)
+        try:
+            probes = run_probes(ctx)
+        except Exception as exc:  # the candidate runs again in every probe
+            return classify(exc, "correctness", candidate)
+        base["checks"] = base["checks"] + probes.checks
+        base["notes"] = base["notes"] + probes.notes
+        if probes.reason:
+            return EvalResult(status="incorrect", stage="correctness", reason=probes.reason,
+                              error_class="ExploitDetected", **base)
     if not gpu:
         return EvalResult(status="correct", stage="correctness", correct=True, **base,
                           reason="not timed: no GPU on this machine (correctness checked under "
@@ -137,14 +174,156 @@ def run(req: dict[str, Any]) -> EvalResult:
         return EvalResult(status="correct", stage="correctness", correct=True, **base)
 
     enter("timing")
-    from kernelpro.evaluate.gpu_timing import time_candidate
-
     try:
-        timed = time_candidate(ref_model, cand_model, ref_mod, task_path, device, dtype, req,
-                               base["checks"], base["notes"])
+        if compat:
+            timed = _time_kernelbench(ref_model, cand_model, get_inputs, device, dtype, req)
+        else:
+            from kernelpro.evaluate.gpu_timing import time_candidate
+
+            timed = time_candidate(ref_model, cand_model, ref_mod, task_path, device, dtype,
+                                   req, base["checks"], base["notes"])
     except Exception as exc:  # candidate code runs again under timing
         return classify(exc, "timing", candidate)
     return EvalResult(**base, **timed)
+
+
+def _tol(req: dict[str, Any]) -> float:
+    from kernelpro.evaluate.correctness import tolerance_for
+
+    return tolerance_for(req["dtype"], req["wall"].get("tol"))
+
+
+def _lowered(ref_model: Any, gpu: bool) -> Any:
+    """The reference at lower precisions, to recognise a precision downgrade (exploit 12):
+    inputs and weights rounded to tf32/fp16/bf16 with fp32 math (what tensor cores do), and
+    the whole model run in fp16/bf16."""
+    import copy
+
+    import torch
+
+    from kernelpro.evaluate.correctness import flatten_outputs
+
+    def as_float(out: Any) -> list[Any]:
+        return [t.float() if t.is_floating_point() else t for t in flatten_outputs(out)]
+
+    def rounded(model: Any, args: list[Any], to: Any) -> list[Any]:
+        model = copy.deepcopy(model)
+        with torch.no_grad():
+            for p in [*model.parameters(), *model.buffers()]:
+                if p.dtype == torch.float32:
+                    p.copy_(to(p))
+            return as_float(model(*[to(v) if isinstance(v, torch.Tensor) and
+                                    v.dtype == torch.float32 else v for v in args]))
+
+    def lowered(inputs: list[Any]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        if not any(isinstance(v, torch.Tensor) and v.dtype == torch.float32 for v in inputs):
+            return found
+        tries = {"tf32-rounded inputs": _round_tf32}
+        for low in (torch.bfloat16, torch.float16):
+            tries[f"{str(low).removeprefix('torch.')}-rounded inputs"] = \
+                lambda t, low=low: t.to(low).float()
+        for name, to in tries.items():
+            try:
+                found[name] = rounded(ref_model, inputs, to)
+            except Exception:  # an op the rounding does not fit: no explanation from it
+                continue
+        for low in (torch.bfloat16, torch.float16):
+            try:
+                model = copy.deepcopy(ref_model).to(low)
+                args = [v.to(low) if isinstance(v, torch.Tensor) and v.is_floating_point()
+                        else v for v in inputs]
+                with torch.no_grad():
+                    found[f"{str(low).removeprefix('torch.')} throughout"] = \
+                        as_float(model(*args))
+            except Exception:  # an op without a kernel at that precision: no explanation
+                continue
+        return found
+
+    return lowered
+
+
+def _round_tf32(t: Any) -> Any:
+    """fp32 rounded to TF32's 10-bit mantissa (round to nearest), still stored as fp32."""
+    import torch
+
+    bits = t.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & ~0x1FFF).view(torch.float32).view(t.shape)
+
+
+def _other_shape_builder(req: dict[str, Any], cand_mod: Any, device: Any, dtype: Any) -> Any:
+    """Reference and candidate rebuilt with every shape constant halved (exploit 7)."""
+    import ast
+
+    import torch
+
+    from kernelpro.evaluate.correctness import prepare, set_seed
+    from kernelpro.task import (
+        TaskError,
+        call_get_inputs,
+        import_source,
+        rewrite_constants,
+        scaled_values,
+        shape_constants,
+    )
+
+    def build() -> Any:
+        source = req["task_source"]
+        overrides = scaled_values(shape_constants(ast.parse(source)), 1)
+        if not overrides:
+            return "the task has no shape constants to vary"
+        changes = ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+        path = Path(req["task_path"])
+        try:
+            mod = import_source(path, rewrite_constants(source, overrides),
+                                f"kernelpro_reference_{os.urandom(6).hex()}")
+            set_seed(req["seed"])
+            init = prepare(call_get_inputs(path, mod, "get_init_inputs"), device, dtype)
+            set_seed(req["seed"])
+            ref = mod.Model(*init).to(device)
+            set_seed(req["seed"])
+            inputs = prepare(call_get_inputs(path, mod), device, dtype)
+            with torch.no_grad():
+                ref(*[v.clone() if isinstance(v, torch.Tensor) else v for v in inputs])
+        except (TaskError, Exception) as exc:  # the task itself does not scale
+            return f"the reference does not run at {changes} ({type(exc).__name__})"
+        try:
+            set_seed(req["seed"])
+            cand = cand_mod.ModelNew(*init).to(device)
+        except Exception as exc:  # construction at another shape is part of the probe
+
+            def cand(*_: Any, _exc: Exception = exc) -> Any:
+                raise _exc
+        return ref, cand, inputs, changes
+
+    return build
+
+
+def _kernel_names(call: Any) -> list[str]:
+    """Names of the GPU kernels one call launches (to spot vendor-library kernels)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof, torch.no_grad():
+        call()
+        torch.cuda.synchronize()
+    return sorted({e.key for e in prof.key_averages()})
+
+
+def _time_kernelbench(ref_model: Any, cand_model: Any, get_inputs: Any, device: Any,
+                      dtype: Any, req: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from kernelpro.evaluate.compat import kernelbench_time_ms
+    from kernelpro.evaluate.correctness import prepare, set_seed
+
+    set_seed(req["seed"])
+    inputs = prepare(get_inputs(), device, dtype)
+    with torch.no_grad():
+        eager, _ = kernelbench_time_ms(lambda: ref_model(*inputs), device)
+        cand, _ = kernelbench_time_ms(lambda: cand_model(*inputs), device)
+    return dict(status="correct", stage="timing", correct=True, timed=True, runtime_ms=cand,
+                eager_ms=eager, speedup_eager=eager / cand if cand else None)
 
 
 def main(argv: list[str]) -> int:

@@ -46,6 +46,8 @@ class EvalConfig:
     timing_policy: TimingPolicy = field(default_factory=TimingPolicy)
     compile_baseline: bool = True  # also time torch.compile of the reference
     guard: bool = True  # the AST guard; off only to test the worker's own isolation
+    strict: bool = False  # reject (not just flag) a candidate that delegates the core op
+    kernelbench_compat: bool = False  # KernelBench's own protocol instead of ours
     limits: WorkerLimits = field(default_factory=WorkerLimits)
     artifacts_dir: Path | None = None  # where cubins are kept; default under the cache
     keep_workdir: bool = False
@@ -112,7 +114,9 @@ def evaluate_candidate(task: Task, candidate_path: Path, cfg: EvalConfig,
         "wall": dataclasses.asdict(cfg.wall),
         "timing": cfg.timing,
         "timing_policy": dataclasses.asdict(cfg.timing_policy),
-        "compile_baseline": cfg.compile_baseline,
+        "compile_baseline": cfg.compile_baseline and not cfg.kernelbench_compat,
+        "strict": cfg.strict,
+        "compat": cfg.kernelbench_compat,
         "compile_ms": _cached_baseline(baseline_key),
         "artifacts_dir": str(artifacts),
     }

@@ -14,8 +14,16 @@ from typing import Any
 
 import torch
 
-from kernelpro.evaluate.correctness import clone_all, compare, prepare, set_seed, tolerance_for
+from kernelpro.evaluate.correctness import (
+    clone_all,
+    compare,
+    output_rms,
+    prepare,
+    set_seed,
+    tolerance_for,
+)
 from kernelpro.evaluate.device import detect_gpu
+from kernelpro.evaluate.signatures import tag
 from kernelpro.evaluate.timing import (
     CudaEventTimer,
     TimingPolicy,
@@ -24,6 +32,7 @@ from kernelpro.evaluate.timing import (
     rotating,
     summarize,
 )
+from kernelpro.profile.roofline import below_physics, measure_work, physics_floor_ms
 from kernelpro.task import call_get_inputs
 from kernelpro.types import CheckResult
 
@@ -94,6 +103,11 @@ def time_candidate(ref_model: Any, cand_model: Any, ref_mod: Any, task_path: Pat
             return dict(status="incorrect", stage="timing", error_class="TimedOutputMismatch",
                         reason=f"an output produced during timing was wrong: {cmp.reason}")
     checks.append(CheckResult("timed_outputs", True))
+    stale = fresh_values_check(ref_model, cand_model, cand_sets[0], tol, req["seed"])
+    checks.append(CheckResult("fresh_values_after_timing", stale is None, stale or ""))
+    if stale:
+        return dict(status="incorrect", stage="timing", error_class="MemoisedCalls",
+                    reason=stale)
     escaped = escaped_work(times["candidate"])
     checks.append(CheckResult("host_time_crosscheck", escaped is None, escaped or ""))
     if escaped:
@@ -102,6 +116,17 @@ def time_candidate(ref_model: Any, cand_model: Any, ref_mod: Any, task_path: Pat
 
     cand = summarize([t.device_ms for t in times["candidate"]])
     eager = summarize([t.device_ms for t in times["eager"]])
+    if gpu.spec is None:
+        notes.append(f"physics check skipped: {gpu.name} is not in the spec table")
+    else:
+        work = measure_work(ref_model, clone_all(sets[0]))
+        floor = physics_floor_ms(work, gpu.spec, str(dtype).removeprefix("torch."),
+                                 gpu.l2_bytes)
+        impossible = below_physics(cand.min_ms, floor)
+        checks.append(CheckResult("physics_floor", impossible is None, impossible or ""))
+        if impossible:
+            return dict(status="incorrect", stage="timing", error_class="BelowPhysics",
+                        reason=impossible)
     compile_ms = req.get("compile_ms")
     if compile_ms is None and req.get("compile_baseline", True):
         compile_ms = _compile_baseline(ref_model, ref_sets, timer, policy, notes)
@@ -109,6 +134,28 @@ def time_candidate(ref_model: Any, cand_model: Any, ref_mod: Any, task_path: Pat
                 runtime_ms=cand.median_ms, timing=cand, eager_ms=eager.median_ms,
                 compile_ms=compile_ms, speedup_eager=eager.median_ms / cand.median_ms,
                 speedup_compile=(compile_ms / cand.median_ms) if compile_ms else None)
+
+
+def fresh_values_check(ref_model: Any, cand_model: Any, args: list[Any], tol: float,
+                       seed: int) -> str | None:
+    """After timing, new values in the very buffers the timed calls used must give a new,
+    correct answer: a call counter or an address-keyed memo returns the old one."""
+    floats = [i for i, v in enumerate(args) if isinstance(v, torch.Tensor)
+              and v.is_floating_point()]
+    if not floats:
+        return None
+    set_seed(seed + 11)
+    for i in floats:
+        args[i].copy_(torch.randn_like(args[i]))
+    with torch.no_grad():
+        expected = ref_model(*clone_all(args))
+        out = cand_model(*args)
+    torch.cuda.synchronize() if torch.cuda.is_available() else None
+    cmp = compare(expected, out, tol, tol * max(1.0, output_rms(expected)))
+    if cmp.ok:
+        return None
+    return (f"after timing, new values in the timed input buffers gave a wrong output "
+            f"({cmp.reason}): timed calls were memoised {tag(13)}")
 
 
 def _compile_baseline(ref_model: Any, sets: list[list[Any]], timer: CudaEventTimer,

@@ -17,6 +17,7 @@ FORBIDDEN_MODULES = frozenset({
     "concurrent", "signal", "shutil", "requests", "urllib", "http", "httpx", "asyncio",
     "pickle", "marshal", "importlib", "builtins", "pty", "resource", "gc", "inspect",
 })
+THREAD_MODULES = frozenset({"threading", "_thread", "multiprocessing", "concurrent", "asyncio"})
 # Builtins that run code from strings, open files or reach the interpreter's internals.
 FORBIDDEN_BUILTINS = frozenset({
     "exec", "eval", "compile", "__import__", "open", "globals", "breakpoint", "input",
@@ -101,8 +102,11 @@ def _check_node(node: ast.AST, aliases: dict[str, str]) -> list[GuardFinding]:
                    else [node.module or ""])
         for mod in modules:
             if mod.split(".")[0] in FORBIDDEN_MODULES:
+                why = (" [background thread]" if mod.split(".")[0] in THREAD_MODULES
+                       else "")
                 out.append(GuardFinding("forbidden-import", line,
-                                        f"imports `{mod}`, which a kernel file does not need"))
+                                        f"imports `{mod}`, which a kernel file does not need"
+                                        + why))
         if isinstance(node, ast.ImportFrom) and node.module:
             for a in node.names:
                 full = f"{node.module}.{a.name}"
@@ -125,7 +129,7 @@ def _check_node(node: ast.AST, aliases: dict[str, str]) -> list[GuardFinding]:
             if dotted and dotted.split(".")[0] in _imported_roots(aliases):
                 out.append(GuardFinding("monkeypatch", line,
                                         f"assigns to `{dotted}`, replacing library or harness "
-                                        "code (monkey-patching)"))
+                                        "code [harness monkey-patching]"))
     return out
 
 
