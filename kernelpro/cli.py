@@ -71,15 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep the worker's temporary directory (for debugging)")
 
     prof = sub.add_parser(
-        "profile", help="diagnose a candidate's kernels (static tier: SASS, occupancy)",
-        description="Compile a candidate without a GPU (CUDA with nvcc, Triton ahead of time "
-                    "from the launches it makes under the interpreter), read the SASS and run "
-                    "the SASS rules. The roofline class and Nsight Compute tiers are not built "
-                    "yet.")
+        "profile", help="roofline class of a task; diagnosis of a candidate's kernels",
+        description="Without a candidate: the task's roofline (FLOPs, minimum bytes, "
+                    "intensity, class, floor time) on this GPU or the reference GPU of "
+                    "--arch. With one: every tier this machine allows (analytic, static SASS "
+                    "rules, timing, Nsight Compute counters) and the micro-profiling tools' "
+                    "findings. Without a GPU: the analytic and static tiers only.")
     prof.add_argument("task", type=Path, help="KernelBench-format task file")
     prof.add_argument("candidate", type=Path, nargs="?", help="candidate file defining ModelNew")
     prof.add_argument("--static", action="store_true",
-                      help="static tier only (the only tier built so far)")
+                      help="static tier only (compile and read SASS; needs a candidate)")
     prof.add_argument("--arch", default="sm_90", help="architecture to compile for (sm_90)")
     prof.add_argument("--max-elements", type=int, default=1 << 16,
                       help="element budget of the scaled-down run that records launches")
@@ -198,23 +199,46 @@ def _run_eval(task: Any, candidate: Path, cfg: Any, quiet: bool) -> Any:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from kernelpro.evaluate import EvalConfig
-    from kernelpro.evaluate.correctness import WallConfig
     from kernelpro.evaluate.device import parse_arch
-    from kernelpro.profile.static import is_matmul_like, profile_cubins
-    from kernelpro.task import TaskError
+    from kernelpro.task import TaskError, load_task
 
-    if not args.static or args.candidate is None:
-        _error("only the static tier is built: kernelpro profile TASK CANDIDATE --static "
-               "(the roofline class and Nsight Compute tiers come with the profiler issue)",
-               args.json)
-        return EXIT_BAD_INPUT
     try:
         parse_arch(args.arch)
-        task = _task_for(args)
+        if args.static and args.candidate is None:
+            raise ValueError("--static needs a CANDIDATE to compile")
+        task = _task_for(args) if args.candidate is not None else load_task(args.task)
     except (TaskError, ValueError) as exc:
         _error(str(exc), args.json)
         return EXIT_BAD_INPUT
+    if args.static:
+        return _profile_static(task, args)
+    from kernelpro.profile.profiler import profile_candidate, profile_task
+
+    if args.candidate is None:
+        diagnosis = profile_task(task, args.arch)
+    elif args.json or not sys.stderr.isatty():
+        diagnosis = profile_candidate(task, args.candidate, args.arch, args.max_elements)
+    else:
+        from rich.console import Console
+
+        with Console(stderr=True).status("profiling") as status:
+            diagnosis = profile_candidate(
+                task, args.candidate, args.arch, args.max_elements,
+                progress=lambda stage, secs: status.update(f"{stage} ({secs:.0f} s)"))
+    if args.json:
+        print(json.dumps(diagnosis.to_dict()))
+    else:
+        from kernelpro.render import print_diagnosis
+
+        print_diagnosis(diagnosis)
+    return EXIT_CORRECT
+
+
+def _profile_static(task: Any, args: argparse.Namespace) -> int:
+    from kernelpro.evaluate import EvalConfig
+    from kernelpro.evaluate.correctness import WallConfig
+    from kernelpro.profile.static import is_matmul_like, profile_cubins
+
     cfg = EvalConfig(arch=args.arch, device="cpu", max_elements=args.max_elements,
                      wall=WallConfig(trials=1, robust=False), timing=False)
     result = _run_eval(task, args.candidate, cfg, args.json)

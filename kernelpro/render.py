@@ -107,3 +107,36 @@ def print_lint(reports: list[Any], console: Console | None = None) -> None:
     console.print(table)
     failing = sum(len(r.failing) + bool(r.error) for r in reports)
     console.print(f"{len(reports)} task(s), {failing} unacknowledged finding(s)")
+
+
+def print_diagnosis(diagnosis: Any, console: Console | None = None) -> None:
+    """`kernelpro profile`: the roofline table, the tiers, then the findings."""
+    console = console or Console(highlight=False)
+    d = diagnosis.to_dict()
+    roof = d["roofline"]
+    console.print(f"[bold]{d['task']}[/] on {d['gpu']}; tiers: {', '.join(d['tiers'])}")
+    if roof:
+        table = Table(show_header=False, box=None, padding=(0, 2))
+        table.add_row("class", f"[bold]{roof['bound']}-bound[/]")
+        table.add_row("work", f"{roof['flops'] / 1e9:.4g} GFLOP, {roof['bytes_min'] / 1e6:.4g} MB "
+                              f"minimum ({roof['work_source']})")
+        table.add_row("intensity", f"{roof['intensity']:.3g} FLOP/B (ridge {roof['ridge']:.3g} "
+                                   f"for {roof['dtype']})")
+        table.add_row("floor", f"{roof['floor_ms']:.4g} ms (memory {roof['memory_ms']:.4g} ms, "
+                               f"compute {roof['compute_ms']:.4g} ms)")
+        m = d["measured"]
+        if "runtime_ms" in m:
+            table.add_row("measured", f"{m['runtime_ms']:.4g} ms: {m['achieved_gbps']:.0f} GB/s "
+                                      f"({m['bandwidth_pct']:.0f}%), {m['achieved_tflops']:.3g} "
+                                      f"TFLOP/s ({m['compute_pct']:.0f}%)")
+        if m.get("ncu_bound"):
+            table.add_row("counters say", f"{m['ncu_bound']}-bound")
+        console.print(table)
+    for note in d["notes"]:
+        console.print(f"  note: {note}")
+    for f in d["findings"]:
+        style = {"critical": "red", "warning": "yellow"}.get(f["severity"], "dim")
+        console.print(f"[{style}]{f['severity']:>8}[/] {f['tool']} ({f['kernel']}): "
+                      f"{f['message']}")
+        for r in f["recommendations"]:
+            console.print(f"           -> {r['action']} (expected {r['expected_gain']})")

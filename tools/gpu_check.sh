@@ -23,7 +23,7 @@ PY="${PYTHON:-python}"
 "$PY" -m kernelpro.cli doctor --json > "$OUT/doctor.json" 2>&1
 
 if [[ " $parts " == *" tests "* ]]; then
-  "$PY" -m pytest -q -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/pytest-gpu.log" | tail -5
+  "$PY" -m pytest -q -m gpu tests 2>&1 | tee "$OUT/pytest-gpu.log" | tail -5
 fi
 
 if [[ " $parts " == *" eval "* ]]; then
@@ -64,6 +64,12 @@ if [[ " $parts " == *" ncu "* ]]; then
       echo "${cmd[*]}" > "$OUT/ncu/${name%.py}.cmd"
       timeout 300 "${cmd[@]}" > "$OUT/ncu/${name%.py}.csv" 2> "$OUT/ncu/${name%.py}.err"
       echo "ncu $rel: exit $?"
+      # kernelpro's own metric list, as `kernelpro profile` collects it (fixtures for the tools)
+      mcmd=($("$PY" -c "import sys; from kernelpro.profile.ncu import ncu_command; print(' '.join(ncu_command(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4])))" "$NCU" "$PY" "tasks/$rel" "examples/solutions/$rel"))
+      echo "${mcmd[*]}" > "$OUT/ncu/${name%.py}.metrics.cmd"
+      timeout 300 "${mcmd[@]}" > "$OUT/ncu/${name%.py}.metrics.csv" 2> "$OUT/ncu/${name%.py}.metrics.err"
+      "$PY" -m kernelpro.cli profile "tasks/$rel" "examples/solutions/$rel" --json \
+        > "$OUT/ncu/${name%.py}.profile.json" 2> "$OUT/ncu/${name%.py}.profile.err"
     done
   fi
 fi

@@ -1,10 +1,10 @@
 """The roofline of a task: analytic work, the device's roofs, the floor time and the class.
 
-FLOPs come from torch's flop counter (matmul, convolution, attention); elementwise and
-reduction work is not counted there and is always memory-bound on these GPUs, so it only
-enters through bytes. Minimum bytes are the inputs and parameters read once plus the outputs
-written once. Nothing here is measured: these are lower bounds that any honest kernel is
-above, which is what the physics check of the correctness wall needs.
+FLOPs come from torch's flop counter (matmul, convolution, attention), plus one FLOP per output
+element of every other work op (elementwise, reductions: a lower bound, and such work is
+memory-bound on these GPUs anyway). Minimum bytes are the inputs and parameters read once plus
+the outputs written once. Nothing here is measured: these are lower bounds that any honest
+kernel is above, which is what the physics check of the correctness wall needs.
 """
 
 from __future__ import annotations
@@ -72,15 +72,21 @@ def _tensor_bytes(values: Any) -> int:
 
 def measure_work(model: torch.nn.Module | Callable[..., Any], inputs: Sequence[Any]) -> Work:
     """Work of one call of `model` on `inputs` (real or meta tensors)."""
-    from kernelpro.evaluate.delegation import flop_counts
+    from kernelpro.evaluate.delegation import TRIVIAL_OPS, AtenRecorder, flop_counts
 
     holder: dict[str, Any] = {}
+    recorder = AtenRecorder()
 
     def call() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), recorder:
             holder["out"] = model(*inputs)
 
     flops = flop_counts(call)
+    # torch's counter covers matmul/conv/attention; count other work ops at one FLOP per
+    # output element (elementwise and reductions), so intensity is not zero for them.
+    for op, elements in recorder.out_elements.items():
+        if op not in TRIVIAL_OPS and op not in flops:
+            flops[op] = int(elements)
     params = 0
     if isinstance(model, torch.nn.Module):
         params = sum(_tensor_bytes(p) for p in model.parameters())
@@ -133,3 +139,75 @@ def below_physics(runtime_ms: float, floor_ms: float) -> str | None:
                 f"(minimum bytes at peak bandwidth, FLOPs at peak rate): the work was not done "
                 f"during the timed call {tag(13)}")
     return None
+
+
+def task_work(task: Any) -> tuple[Work, str]:
+    """Analytic work of a task's reference at full size, and how it was obtained.
+
+    First on the meta device (no memory, any size). Data-dependent references cannot run
+    there; they run on small CPU tensors at two scales and the counts are extrapolated with
+    the power law the two points give (FLOPs of a matmul grow faster than its bytes).
+    """
+    import math
+
+    from kernelpro.evaluate.correctness import set_seed
+    from kernelpro.task import (
+        KERNELBENCH_SEED,
+        call_get_inputs,
+        describe_inputs,
+        import_source,
+        rewrite_constants,
+        scaled_values,
+    )
+
+    def run(source: str, device: str) -> Work:
+        module = import_source(task.path, source, f"kernelpro_roofline_{task.sha[:12]}")
+        set_seed(KERNELBENCH_SEED)
+        with torch.device(device):
+            init = call_get_inputs(task.path, module, "get_init_inputs")
+            model = module.Model(*init)
+            inputs = call_get_inputs(task.path, module)
+        return measure_work(model, inputs)
+
+    try:
+        return run(task.source, "meta"), "analytic at full size (meta tensors)"
+    except Exception:  # data-dependent ops have no meta kernel: measure small, extrapolate
+        pass
+    full = sum(s.numel for s in task.inputs)
+    points = []
+    for k in (4, 5):
+        source = rewrite_constants(task.source, scaled_values(task.shape_constants, k))
+        module = import_source(task.path, source, f"kernelpro_roofline_s{k}")
+        elements = sum(s.numel for s in describe_inputs(task.path, module))
+        points.append((elements, run(source, "cpu")))
+    (e1, w1), (e2, w2) = points
+
+    def extrapolate(a: float, b: float) -> float:
+        if a <= 0 or b <= 0 or e1 == e2:
+            return a * full / e1
+        power = math.log(a / b) / math.log(e1 / e2)
+        return a * (full / e1) ** power
+
+    work = Work(extrapolate(w1.flops, w2.flops), extrapolate(w1.bytes_read, w2.bytes_read),
+                extrapolate(w1.bytes_written, w2.bytes_written), w1.flops_by_op)
+    return work, "extrapolated from CPU runs at 1/16 and 1/32 of each size constant"
+
+
+def measured_bound(sm_pct: float, dram_pct: float) -> Bound:
+    """The class Nsight Compute's throughputs suggest (SM vs DRAM % of peak)."""
+    if max(sm_pct, dram_pct) < 40:
+        return "latency"
+    if abs(sm_pct - dram_pct) < 15:
+        return "mixed"
+    return "memory" if dram_pct > sm_pct else "compute"
+
+
+def timing_tier(work: Work, runtime_ms: float, spec: GPUSpec, dtype: str) -> dict[str, float]:
+    """Achieved bandwidth and FLOP rate from the analytic counts and a measured time."""
+    seconds = runtime_ms * 1e-3
+    gbps = work.bytes_min / seconds / 1e9
+    tflops = work.flops / seconds / 1e12
+    return {"runtime_ms": runtime_ms, "achieved_gbps": gbps,
+            "bandwidth_pct": 100 * gbps * 1e9 / spec.dram_bandwidth,
+            "achieved_tflops": tflops,
+            "compute_pct": 100 * tflops * 1e12 / compute_roof(spec, dtype)}

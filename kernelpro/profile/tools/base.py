@@ -56,6 +56,43 @@ class StaticContext:
     matmul_like: bool = False
     bottleneck: str | None = None  # roofline class, when known
 
+    @property
+    def kernel_name(self) -> str:
+        return self.kernel.name
+
+    def has(self, evidence: str) -> bool:
+        return evidence == "sass"
+
+
+@dataclass(frozen=True)
+class MetricContext:
+    """What the measured tools see: the dominant kernel's ncu metrics (when counters could be
+    read), the timing-tier numbers and the roofline of the task on this GPU."""
+
+    kernel: Any  # ncu.KernelMetrics of the dominant kernel, or None (timing-only tier)
+    spec: Any  # device.GPUSpec, or None when the GPU is not in the table
+    roofline: Any  # roofline.Roofline of the reference, or None
+    backend: str = "triton"
+    task_dtype: str = "float32"
+    matmul_like: bool = False
+    bottleneck: str | None = None
+    runtime_ms: float | None = None  # the candidate's measured median
+    n_kernels: int | None = None  # kernels launched per forward
+
+    @property
+    def kernel_name(self) -> str:
+        return self.kernel.name if self.kernel is not None else "(whole forward)"
+
+    def has(self, evidence: str) -> bool:
+        if evidence == "ncu":
+            return self.kernel is not None
+        if evidence == "timing":
+            return self.runtime_ms is not None and self.roofline is not None
+        return False
+
+    def metric(self, name: str) -> float | None:
+        return self.kernel.get(name) if self.kernel is not None else None
+
 
 class Tool:
     """Base class: subclasses set the class attributes and implement the three methods."""
@@ -64,8 +101,10 @@ class Tool:
     classes: ClassVar[frozenset[str]] = ALL_CLASSES
     needs: ClassVar[frozenset[str]] = frozenset({"sass"})
 
-    def applies(self, ctx: StaticContext) -> bool:
-        return ctx.bottleneck is None or ctx.bottleneck in self.classes
+    def applies(self, ctx: Any) -> bool:
+        """Stage one: the tool is relevant to the class and its evidence is available."""
+        return (ctx.bottleneck is None or ctx.bottleneck in self.classes) and all(
+            ctx.has(e) for e in self.needs)
 
     def trigger(self, ctx: StaticContext) -> bool:
         raise NotImplementedError
@@ -76,9 +115,9 @@ class Tool:
     def recommend(self, ctx: StaticContext) -> list[Recommendation]:
         raise NotImplementedError
 
-    def run(self, ctx: StaticContext) -> Finding | None:
+    def run(self, ctx: Any) -> Finding | None:
         if not self.applies(ctx) or not self.trigger(ctx):
             return None
         severity, message, evidence = self.analyze(ctx)
-        return Finding(self.name, severity, ctx.kernel.name, message, evidence,
+        return Finding(self.name, severity, ctx.kernel_name, message, evidence,
                        self.recommend(ctx))
