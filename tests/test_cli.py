@@ -103,6 +103,6 @@ def test_profile_static_json_has_kernels_and_findings():
     assert all(f["recommendations"] for f in report["findings"])
 
 
-def test_profile_without_static_says_what_is_built():
-    proc = kernelpro("profile", "tasks/level1/2_ReLU.py", str(SOLUTIONS / "level1" / "2_ReLU.py"))
-    assert proc.returncode == 2 and "only the static tier is built" in proc.stderr
+def test_profile_static_needs_a_candidate():
+    proc = kernelpro("profile", "tasks/level1/2_ReLU.py", "--static")
+    assert proc.returncode == 2 and "--static needs a CANDIDATE" in proc.stderr

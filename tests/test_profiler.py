@@ -223,3 +223,15 @@ def test_profile_on_a_gpu_adds_timing_and_counters_or_says_why(capsys):
     data = json.loads(capsys.readouterr().out)
     assert "timing" in data["tiers"] and data["measured"]["runtime_ms"] > 0
     assert "ncu" in data["tiers"] or any("ncu tier skipped" in n for n in data["notes"])
+
+
+def test_ncu_unavailability_is_a_reason_not_a_crash(monkeypatch):
+    from kernelpro import toolchain
+
+    monkeypatch.setattr(ncu, "_PERMISSION_FAILURE", ["ncu has no permission (ERR_NVGPUCTRPERM)"])
+    with pytest.raises(ncu.NcuUnavailable, match="detected earlier"):
+        ncu.run_ncu("task.py", "cand.py")
+    monkeypatch.setattr(ncu, "_PERMISSION_FAILURE", [])
+    if toolchain.find_tool("ncu") is None:
+        with pytest.raises(ncu.NcuUnavailable, match="not found"):
+            ncu.run_ncu("task.py", "cand.py")

@@ -122,8 +122,8 @@ def _repeat_and_trace(ctx: ProbeContext, rep: ProbeReport) -> bool:
         return True
     cmp = compare(ctx.expected, again, ctx.tol)
     if rep.add("repeat_call", None if cmp.ok else
-               f"second call on the same inputs: {cmp.reason} (state kept between calls, or "
-               "a race)"):
+               f"second call on the same inputs: {cmp.reason} (state kept between calls, such "
+               f"as a result cached from an earlier call, or a race) {tag(2)}"):
         return True
     if rep.add("outputs_independent", f"a later call changed an earlier call's output: it "
                f"returns a buffer the model reuses {tag(10)}" if _differs(kept, first)

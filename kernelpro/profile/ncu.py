@@ -72,6 +72,10 @@ class NcuUnavailable(Exception):
     """ncu cannot give counters here (not installed, no permission, failed); says why."""
 
 
+# A missing counter permission does not change within a process: detect it once.
+_PERMISSION_FAILURE: list[str] = []
+
+
 @dataclass
 class KernelMetrics:
     """One profiled kernel launch: its name and metric values (units as ncu reports them)."""
@@ -171,6 +175,8 @@ def run_ncu(task_path: str, candidate_path: str, timeout_s: float = 600.0
     from kernelpro.evaluate.worker import worker_env
     from kernelpro.toolchain import find_tool
 
+    if _PERMISSION_FAILURE:
+        raise NcuUnavailable(_PERMISSION_FAILURE[0] + " (detected earlier in this run)")
     tool = find_tool("ncu")
     if tool is None:
         raise NcuUnavailable("ncu (Nsight Compute) not found; install it or put it on PATH")
@@ -185,6 +191,8 @@ def run_ncu(task_path: str, candidate_path: str, timeout_s: float = 600.0
         except subprocess.TimeoutExpired:
             raise NcuUnavailable(f"ncu took more than {timeout_s:.0f} s") from None
     problem = counter_error(proc.stdout + proc.stderr)
+    if problem and "ERR_NVGPUCTRPERM" in problem:
+        _PERMISSION_FAILURE.append(problem)
     kernels = parse_raw_csv(proc.stdout)
     if problem or not kernels:
         raise NcuUnavailable(problem or f"ncu produced no metrics (exit {proc.returncode}): "
