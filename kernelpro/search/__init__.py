@@ -1,0 +1,1 @@
+"""The search over kernels: the tree and MCTS, baseline strategies, selection, memory."""
