@@ -17,8 +17,6 @@ EXIT_CORRECT, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNVERIFIED = 0, 1, 2, 3
 
 # Commands of DESIGN §2 that are not built yet, and the issue that builds each.
 PLANNED = {
-    "optimize": ("search for a faster kernel for a task (MCTS over LLM or template proposals)",
-                 "the search issue"),
     "bench": ("run a search over a whole KernelBench level or task folder", "the bench issue"),
     "study": ("selection-strategy study (surprisal, confidence, ...) over runs",
               "the bench issue"),
@@ -86,6 +84,43 @@ def build_parser() -> argparse.ArgumentParser:
                       help="element budget of the scaled-down run that records launches")
     prof.add_argument("--json", action="store_true", help="print one JSON object")
 
+    opt = sub.add_parser(
+        "optimize", help="search for a faster kernel for a task (MCTS over proposals)",
+        description="MCTS (or a baseline strategy) over kernels proposed by an LLM, the "
+                    "built-in templates or a replay, each checked by the correctness wall, "
+                    "timed and diagnosed on a GPU. Without a GPU: the dry run (proposal, "
+                    "compilation, correctness under the Triton interpreter, static analysis; "
+                    "nothing timed).")
+    opt.add_argument("task", type=Path, nargs="?", help="KernelBench-format task file")
+    opt.add_argument("--backend", choices=["triton", "cuda"], default="triton")
+    opt.add_argument("--proposer", choices=["auto", "llm", "templates", "replay"],
+                     default="auto", help="auto: the LLM when --model and OPENAI_BASE_URL or "
+                                          "OPENAI_API_KEY are set, else templates")
+    opt.add_argument("--model", default=None, help="model name for the LLM proposer")
+    opt.add_argument("--replay", default=None, help="completions.jsonl of an earlier run")
+    opt.add_argument("--budget", type=int, default=20, help="candidates to evaluate (20)")
+    opt.add_argument("--time-limit", type=float, default=None, help="seconds")
+    opt.add_argument("--out", type=Path, default=None,
+                     help="run directory (default runs/TASK-TIMESTAMP)")
+    opt.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                     help="continue a killed or finished run (to a larger --budget)")
+    opt.add_argument("--strategy", choices=["mcts", "greedy", "bon", "beam"], default="mcts")
+    opt.add_argument("-n", "--per-expansion", type=int, default=2,
+                     help="candidates proposed per expansion (2)")
+    opt.add_argument("--select", default="surprisal-top-m",
+                     choices=["surprisal-top-m", "confidence-top-m", "random-m", "all"],
+                     help="which correct siblings are timed and become nodes")
+    opt.add_argument("--select-m", type=int, default=2)
+    opt.add_argument("--objective", choices=["speed", "energy"], default="speed",
+                     help="energy: speed first, then joules per call (NVML, GPU only)")
+    opt.add_argument("--mcts", default=None, metavar="KEY=VALUE,...",
+                     help="MCTS parameters, e.g. c_uct=0.3,widen_k=1,widen_a=0.5,win_slots=2,"
+                          "dead_after=8,virtual_loss=1,failure_reward=-0.5,band=-0.4:2.5")
+    opt.add_argument("--arch", default="sm_90", help="compile target without a GPU")
+    opt.add_argument("--max-elements", type=int, default=1 << 14,
+                     help="element budget of the dry run's scaled-down shapes")
+    opt.add_argument("--json", action="store_true", help="print the summary as JSON")
+
     lint = sub.add_parser(
         "lint-task", help="flag tasks where a trivial output passes the tolerance",
         description="Run each task's reference on its KernelBench trial inputs and flag "
@@ -126,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_profile(args)
     if args.command == "lint-task":
         return cmd_lint(args)
+    if args.command == "optimize":
+        return cmd_optimize(args)
     _, issue = PLANNED[args.command]
     print(f"kernelpro {args.command}: not built yet ({issue}).", file=sys.stderr)
     return EXIT_BAD_INPUT
@@ -299,6 +336,73 @@ def cmd_lint(args: argparse.Namespace) -> int:
         print_lint(reports)
     bad = any(r.failing or r.error for r in reports)
     return EXIT_FAILED if bad else EXIT_CORRECT
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    """Exit 0 when a correct kernel was found, 1 when none, 2 on bad input, 130 on Ctrl-C."""
+    import time
+
+    from kernelpro.search.run import OptimizeConfig, Optimizer, parse_mcts
+    from kernelpro.store import RunStore
+    from kernelpro.task import TaskError, load_task
+
+    try:
+        if args.resume is not None:
+            if not (args.resume / "store.sqlite").is_file():
+                raise ValueError(f"{args.resume}: no run store (store.sqlite) to resume")
+            store = RunStore(args.resume / "store.sqlite")
+            stored_task = (store.get("task") or {}).get("path")
+            store.close()
+            task = load_task(Path(args.task or stored_task))
+            run_dir = args.resume
+        else:
+            if args.task is None:
+                raise ValueError("give a TASK (or --resume RUN_DIR)")
+            task = load_task(args.task)
+            run_dir = args.out or Path("runs") / f"{task.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if args.budget < 1 or args.per_expansion < 1:
+            raise ValueError("--budget and -n must be at least 1")
+        cfg = OptimizeConfig(backend=args.backend, proposer=args.proposer, budget=args.budget,
+                             time_limit_s=args.time_limit, strategy=args.strategy,
+                             per_expansion=args.per_expansion, select=args.select,
+                             select_m=args.select_m, model=args.model, replay_log=args.replay,
+                             objective=args.objective, arch=args.arch,
+                             max_elements=args.max_elements, mcts=parse_mcts(args.mcts))
+        opt = Optimizer(task, cfg, run_dir, resume=args.resume is not None)
+    except (TaskError, ValueError, OSError) as exc:
+        _error(str(exc), args.json)
+        return EXIT_BAD_INPUT
+    if not args.json:
+        print(f"kernelpro optimize {task.name}: {opt.proposer_line}; run directory {run_dir}"
+              + ("; no GPU: dry run, nothing will be timed" if opt.gpu is None else ""),
+              file=sys.stderr)
+    summary = _run_optimize(opt, args.json)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        from kernelpro.render import print_run_summary
+
+        print_run_summary(summary)
+    if summary["interrupted"]:
+        return 130
+    return EXIT_CORRECT if summary["best_node"] is not None else EXIT_FAILED
+
+
+def _run_optimize(opt: Any, quiet: bool) -> Any:
+    def line(p: Any) -> str:
+        best = f"{p.best_speedup:.2f}x" if p.best_speedup else "-"
+        fails = ", ".join(f"{k} {v}" for k, v in sorted(p.failures.items())) or "none"
+        return (f"{p.evaluated}/{opt.cfg.budget} evaluated, best {best}, tokens {p.tokens}, "
+                f"failures: {fails}; {p.last}")
+
+    if quiet:
+        return opt.run()
+    if not sys.stderr.isatty():
+        return opt.run(lambda p: print(line(p), file=sys.stderr, flush=True))
+    from rich.console import Console
+
+    with Console(stderr=True).status("searching") as status:
+        return opt.run(lambda p: status.update(line(p)))
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

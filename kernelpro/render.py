@@ -140,3 +140,25 @@ def print_diagnosis(diagnosis: Any, console: Console | None = None) -> None:
                       f"{f['message']}")
         for r in f["recommendations"]:
             console.print(f"           -> {r['action']} (expected {r['expected_gain']})")
+
+
+def print_run_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console(highlight=False)
+    best = summary["best_speedup"]
+    console.print(f"[bold]{summary['task']}[/]: {summary['evaluated']} of {summary['budget']} "
+                  f"candidates evaluated ({summary['strategy']}, {summary['proposer']})")
+    if summary["best_node"] is None:
+        console.print("  no correct kernel found")
+    else:
+        what = f"{best:.3g}x vs eager" if best else "correct, not timed"
+        console.print(f"  best: node {summary['best_node']} ({what}) -> "
+                      f"{summary['run_dir']}/best.py")
+    if summary["failures"]:
+        console.print("  failures by stage: " + ", ".join(
+            f"{k} {v}" for k, v in sorted(summary["failures"].items())))
+    usage = summary.get("usage")
+    if usage:
+        console.print(f"  tokens: {usage['prompt_tokens']} in, {usage['completion_tokens']} "
+                      f"out, ${usage['cost_usd']:.4f}, {usage['cached']} from cache")
+    for note in summary["notes"]:
+        console.print(f"  note: {note}")

@@ -109,6 +109,7 @@ class EvalResult:
     compile_ms: float | None = None
     speedup_eager: float | None = None
     speedup_compile: float | None = None
+    energy_j: float | None = None  # joules per call (NVML energy counter), when asked
     max_abs_error: float | None = None
     max_rel_error: float | None = None
     trials: list[dict[str, Any]] = field(default_factory=list)  # per-trial errors

@@ -22,13 +22,13 @@ def kernelpro(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[s
 
 def test_help_lists_every_planned_command():
     out = kernelpro("--help").stdout
-    for command in ["eval", "doctor", "lint-task", *PLANNED]:
+    for command in ["eval", "doctor", "lint-task", "optimize", "profile", *PLANNED]:
         assert command in out
     assert "not built yet" in out
 
 
 def test_unbuilt_command_says_so_and_exits_2():
-    proc = kernelpro("optimize", "tasks/level1/2_ReLU.py")
+    proc = kernelpro("bench", "tasks")
     assert proc.returncode == 2 and "not built yet" in proc.stderr
 
 

@@ -153,3 +153,41 @@ def test_memory_merges_repeats_and_stays_bounded():
     assert len(m.lessons) <= MAX_LESSONS
     assert lines[0].endswith("(x3)") and "undefined name BLOCK" in lines[0]
     assert sum(len(x) for x in lines) <= 1200
+
+
+def test_energy_objective_breaks_speed_ties_by_joules():
+    from kernelpro.search.run import pick_best
+
+    rows = [{"id": 0, "correct": 1, "in_tree": 1, "speedup": 1.0, "energy_j": 9.0},
+            {"id": 1, "correct": 1, "in_tree": 1, "speedup": 2.00, "energy_j": 5.0},
+            {"id": 2, "correct": 1, "in_tree": 1, "speedup": 1.99, "energy_j": 3.0},
+            {"id": 3, "correct": 1, "in_tree": 1, "speedup": 1.50, "energy_j": 1.0},
+            {"id": 4, "correct": 0, "in_tree": 1, "speedup": None, "energy_j": None}]
+    assert pick_best(rows, "speed")["id"] == 1
+    assert pick_best(rows, "energy")["id"] == 2  # within 2% of the fastest, fewer joules
+    untimed = [{"id": 5, "correct": 1, "in_tree": 1, "speedup": None, "energy_j": None}]
+    assert pick_best(untimed)["id"] == 5 and pick_best([]) is None
+
+
+def test_energy_per_call_outlasts_the_counter_sampling():
+    from kernelpro.evaluate.timing import measure_energy
+
+    # A test double for NVML's counter: 50 mJ per call, read in millijoules.
+    state = {"mj": 1000, "t": 0.0}
+
+    def call():
+        state["mj"] += 50
+        state["t"] += 0.01
+
+    joules, calls = measure_energy(call, lambda: state["mj"], lambda: None, min_seconds=0.5,
+                                   clock=lambda: state["t"])
+    assert calls >= 50 and joules == pytest.approx(0.05)
+
+
+def test_mcts_parameters_from_the_command_line():
+    from kernelpro.search.run import parse_mcts
+
+    cfg = parse_mcts("c_uct=0.3,dead_after=4,band=-1:3")
+    assert cfg.c_uct == 0.3 and cfg.dead_after == 4 and cfg.band == (-1.0, 3.0)
+    with pytest.raises(ValueError, match="keys are"):
+        parse_mcts("temperature=2")

@@ -45,7 +45,7 @@ def test_every_shipped_task_is_claimed_or_refused_with_a_reason():
 
 @pytest.mark.parametrize("rel", sorted(CLAIMED))
 def test_default_template_passes_the_wall(rel, tmp_path: Path):
-    (prop,) = PROPOSER.propose(ProposalRequest(task(rel)), 1)
+    (prop,) = TemplateProposer().propose(ProposalRequest(task(rel)), 1)
     path = tmp_path / "candidate.py"
     path.write_text(prop.source)
     verdict = evaluate_candidate(task(rel), path, SMALL)
@@ -66,10 +66,13 @@ def test_other_knob_settings_pass_too(rel, knobs, tmp_path: Path):
 
 
 def test_proposals_are_distinct_knob_settings():
-    props = PROPOSER.propose(ProposalRequest(task("level1/4_Softmax")), 5)
+    fresh = TemplateProposer()
+    props = fresh.propose(ProposalRequest(task("level1/4_Softmax")), 5)
     assert len({tuple(p.knobs.items()) for p in props}) == 5
     assert props[0].knobs == {k: v[0] for k, v in KNOBS["row"].items()}
     assert all(f"BLOCK={p.knobs['BLOCK']}" in p.source for p in props)
+    again = fresh.propose(ProposalRequest(task("level1/4_Softmax")), 3)
+    assert not {tuple(p.knobs.items()) for p in again} & {tuple(p.knobs.items()) for p in props}
 
 
 def test_recommendations_map_to_knob_moves():
@@ -80,7 +83,7 @@ def test_recommendations_map_to_knob_moves():
     assert spill == [{"BM": 32, "BN": 32, "BK": 32, "num_warps": 4, "num_stages": 2}]
     req = ProposalRequest(task("level1/2_ReLU"), parent_knobs={"BLOCK": 1024, "num_warps": 4},
                           recommendations=("SmallGrid",))
-    assert PROPOSER.propose(req, 1)[0].knobs == {"BLOCK": 512, "num_warps": 4}
+    assert TemplateProposer().propose(req, 1)[0].knobs == {"BLOCK": 512, "num_warps": 4}
 
 
 def test_templates_emit_triton_only():

@@ -48,6 +48,7 @@ class EvalConfig:
     guard: bool = True  # the AST guard; off only to test the worker's own isolation
     strict: bool = False  # reject (not just flag) a candidate that delegates the core op
     kernelbench_compat: bool = False  # KernelBench's own protocol instead of ours
+    energy: bool = False  # also joules per call from NVML's energy counter (GPU)
     limits: WorkerLimits = field(default_factory=WorkerLimits)
     artifacts_dir: Path | None = None  # where cubins are kept; default under the cache
     keep_workdir: bool = False
@@ -117,6 +118,7 @@ def evaluate_candidate(task: Task, candidate_path: Path, cfg: EvalConfig,
         "compile_baseline": cfg.compile_baseline and not cfg.kernelbench_compat,
         "strict": cfg.strict,
         "compat": cfg.kernelbench_compat,
+        "energy": cfg.energy,
         "compile_ms": _cached_baseline(baseline_key),
         "artifacts_dir": str(artifacts),
     }

@@ -29,6 +29,7 @@ from kernelpro.evaluate.timing import (
     TimingPolicy,
     escaped_work,
     measure,
+    measure_energy,
     rotating,
     summarize,
 )
@@ -127,13 +128,34 @@ def time_candidate(ref_model: Any, cand_model: Any, ref_mod: Any, task_path: Pat
         if impossible:
             return dict(status="incorrect", stage="timing", error_class="BelowPhysics",
                         reason=impossible)
+    energy_j = None
+    if req.get("energy"):
+        energy_j = _energy_per_call(rotating(cand_model, cand_sets), notes)
     compile_ms = req.get("compile_ms")
     if compile_ms is None and req.get("compile_baseline", True):
         compile_ms = _compile_baseline(ref_model, ref_sets, timer, policy, notes)
     return dict(status="correct", stage="timing", correct=True, timed=True,
                 runtime_ms=cand.median_ms, timing=cand, eager_ms=eager.median_ms,
                 compile_ms=compile_ms, speedup_eager=eager.median_ms / cand.median_ms,
-                speedup_compile=(compile_ms / cand.median_ms) if compile_ms else None)
+                speedup_compile=(compile_ms / cand.median_ms) if compile_ms else None,
+                energy_j=energy_j)
+
+
+def _energy_per_call(call: Any, notes: list[str]) -> float | None:
+    """NVML's energy counter around repeated calls (--objective energy)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+        read = lambda: int(pynvml.nvmlDeviceGetTotalEnergyConsumption(handle))  # noqa: E731
+        read()
+    except Exception as exc:  # no nvidia-ml-py, or a GPU without the counter
+        notes.append(f"energy not measured: {type(exc).__name__}: {exc}"[:200])
+        return None
+    with torch.no_grad():
+        joules, _ = measure_energy(call, read, torch.cuda.synchronize)
+    return joules
 
 
 def fresh_values_check(ref_model: Any, cand_model: Any, args: list[Any], tol: float,

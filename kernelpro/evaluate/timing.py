@@ -155,3 +155,20 @@ def rotating(fn: Callable[..., Any], input_sets: Sequence[Sequence[Any]]) -> Cal
         return fn(*args)
 
     return call
+
+
+def measure_energy(fn: Callable[[], Any], read_mj: Callable[[], int],
+                   sync: Callable[[], None], min_seconds: float = 1.0,
+                   clock: Callable[[], float] = time.perf_counter) -> tuple[float, int]:
+    """Joules per call from a cumulative energy counter in millijoules (NVML's).
+
+    The counter updates every few tens of milliseconds, so calls repeat for at least
+    `min_seconds` (and 10 calls) to outlast its sampling; returns (J per call, calls).
+    """
+    sync()
+    start_mj, t0, calls = read_mj(), clock(), 0
+    while calls < 10 or clock() - t0 < min_seconds:
+        fn()
+        calls += 1
+    sync()
+    return (read_mj() - start_mj) / 1000.0 / calls, calls

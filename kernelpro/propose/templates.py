@@ -90,6 +90,7 @@ class TemplateProposer:
 
     def __init__(self) -> None:
         self._templates: dict[str, Template | str] = {}
+        self._proposed: dict[str, list[dict[str, int]]] = {}  # per task: never twice
 
     def template(self, task: Task) -> Template | str:
         if task.sha not in self._templates:
@@ -106,11 +107,17 @@ class TemplateProposer:
                                                      f"{request.task.name}: {tpl}")]
         if request.backend != "triton":
             return [Proposal(self.name, None, reason="templates emit Triton only")]
-        out = []
-        for knobs in knob_moves(tpl.kind, request.parent_knobs, request.recommendations, n):
-            out.append(Proposal(self.name, tpl.render(knobs), knobs=knobs,
-                                notes=[f"template: {tpl.pattern.describe}"]))
-        return out
+        seen = self._proposed.setdefault(request.task.sha, [])
+        if request.parent_knobs:
+            seen.append(dict(request.parent_knobs))
+        total = 1
+        for values in KNOBS[tpl.kind].values():
+            total *= len(values)
+        fresh = [k for k in knob_moves(tpl.kind, request.parent_knobs,
+                                       request.recommendations, total) if k not in seen][:n]
+        seen.extend(fresh)
+        return [Proposal(self.name, tpl.render(knobs), knobs=knobs,
+                         notes=[f"template: {tpl.pattern.describe}"]) for knobs in fresh]
 
 
 def knob_moves(kind: str, parent: dict[str, int] | None, recommended: tuple[str, ...],
