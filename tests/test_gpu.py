@@ -10,10 +10,11 @@ import shutil
 import pytest
 
 from kernelpro.evaluate import EvalConfig, evaluate_candidate
+from kernelpro.evaluate.correctness import WallConfig
 from kernelpro.evaluate.timing import TimingPolicy
 from kernelpro.evaluate.worker import WorkerLimits
 from kernelpro.task import load_task
-from tests.conftest import CANDIDATES, FIXTURES, SOLUTIONS, TASKS
+from tests.conftest import CANDIDATES, FIXTURES, ROOT, SOLUTIONS, TASKS
 
 pytestmark = pytest.mark.gpu
 QUICK = TimingPolicy(max_time_s=3.0)
@@ -36,8 +37,12 @@ def test_correct_triton_candidate_is_timed_against_eager_and_compile():
 
 def test_side_stream_candidate_is_rejected_by_the_host_time_crosscheck():
     task = load_task(TASKS / "level1" / "2_ReLU.py")
-    result = evaluate_candidate(task, CANDIDATES / "relu_side_stream.py",
-                                EvalConfig(timing_policy=QUICK, compile_baseline=False))
+    side_stream = ROOT / "tests" / "exploits" / "cheats" / "e01_side_stream.py"
+    # Without the robust probes (which catch it first: the output is not ready at return),
+    # so that the host/event cross-check during timing is what rejects it.
+    result = evaluate_candidate(task, side_stream,
+                                EvalConfig(timing_policy=QUICK, compile_baseline=False,
+                                           wall=WallConfig(robust=False)))
     assert result.status == "incorrect" and result.error_class == "EscapedWork", result.reason
     assert "escaped the timed stream" in result.reason
 

@@ -1,8 +1,6 @@
-"""The search core on deterministic synthetic evaluators (named as such: no kernel compiles).
-
-The search issue is not finished (no run store or `kernelpro optimize` yet); these test the
-tree, MCTS's rules, the baseline strategies, selection and memory that it will build on.
-"""
+"""The search core on deterministic synthetic evaluators (named as such: no kernel compiles):
+the tree and MCTS's rules, the baseline strategies, selection, memory, the energy objective.
+`kernelpro optimize` end to end is in tests/test_optimize.py."""
 
 from __future__ import annotations
 
