@@ -58,7 +58,7 @@ class HarnessSnapshot:
 
     functions: dict[str, Any] = field(default_factory=dict)
     flags: dict[str, Any] = field(default_factory=dict)
-    threads: set[int] = field(default_factory=set)
+    threads: set[threading.Thread] = field(default_factory=set)  # objects: idents recycle
 
     @classmethod
     def take(cls) -> HarnessSnapshot:
@@ -68,7 +68,7 @@ class HarnessSnapshot:
                 functions[f"{owner}.{attr}"] = getattr(_resolve(owner), attr)
             except (KeyError, AttributeError):
                 continue
-        return cls(functions, _precision_flags(), {t.ident or 0 for t in threading.enumerate()})
+        return cls(functions, _precision_flags(), set(threading.enumerate()))
 
     def tampered(self) -> str | None:
         """A reason if a harness function or precision flag changed since the snapshot."""
@@ -89,8 +89,7 @@ class HarnessSnapshot:
     def new_threads(self) -> list[threading.Thread]:
         """Python threads started since the snapshot and still alive (the candidate's)."""
         return [t for t in threading.enumerate()
-                if (t.ident or 0) not in self.threads and t.is_alive()
-                and not _harmless(t)]
+                if t not in self.threads and t.is_alive() and not _harmless(t)]
 
 
 def _harmless(thread: threading.Thread) -> bool:
