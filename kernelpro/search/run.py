@@ -279,6 +279,7 @@ class Optimizer:
                     self.cfg.arch)
                 work, _ = task_work(self.task)
                 self._roofline = roofline(work, spec, self.task.dtype)
+                self.store.put("roofline", _plain(dataclasses.asdict(self._roofline)))
             roof = self._roofline
             findings = []
             if result.cubins:
@@ -308,6 +309,20 @@ class Optimizer:
 
     # --- results ----------------------------------------------------------------------------
 
+    def _environment(self) -> dict[str, Any]:
+        """What a bench table must state: the GPU, torch, the tolerance and the protocol."""
+        import torch
+
+        from kernelpro.evaluate.correctness import tolerance_for
+
+        wall = self.eval_cfg.wall
+        return {"gpu": self.gpu.name if self.gpu else None, "torch": torch.__version__,
+                "dtype": self.task.dtype,
+                "tolerance": tolerance_for(self.task.dtype, wall.tol),
+                "protocol": ("kernelbench-compat" if self.eval_cfg.kernelbench_compat
+                             else f"kernelpro wall ({wall.trials} trials"
+                                  + (", robust" if wall.robust else "") + ")")}
+
     def _best(self) -> dict[str, Any] | None:
         return pick_best(self.store.nodes(), self.cfg.objective)
 
@@ -324,7 +339,7 @@ class Optimizer:
             "budget": self.cfg.budget, "failures": dict(self.progress.failures),
             "best_node": best["id"] if best else None,
             "best_speedup": best["speedup"] if best else None,
-            "dry_run": dry, "interrupted": interrupted,
+            "dry_run": dry, "interrupted": interrupted, **self._environment(),
             "usage": dataclasses.asdict(usage) if isinstance(usage, Usage) else None,
             "notes": self.notes + list(getattr(self.proposer, "notes", [])),
         }
