@@ -63,7 +63,7 @@ def optimize_command(task_path: Path, run_dir: Path, budget: int, resume: bool,
     cmd = [sys.executable, "-m", "kernelpro.cli", "optimize"]
     cmd += [str(task_path), "--resume", str(run_dir)] if resume else [
         str(task_path), "--out", str(run_dir)]
-    return cmd + ["--budget", str(budget), "--json", *extra]
+    return [*cmd, "--budget", str(budget), "--json", *extra]
 
 
 def run_search(task_path: Path, run_dir: Path, budget: int, extra: tuple[str, ...],
@@ -183,14 +183,16 @@ class Bench:
             stored["optimize_args"] = tuple(stored.get("optimize_args", ()))
             changes = {k: v for k, v in dataclasses.asdict(cfg).items()
                        if k in ("budget", "gpus", "workers", "ray_address", "task_timeout_s")
-                       and v not in (None, ())}
+                       and v not in (None, (), 0)}  # 0 and empty: not given
             cfg = dataclasses.replace(BenchConfig(**stored), **changes)
+            self.tasks = discover(Path(cfg.suite), cfg.level, parse_ids(cfg.tasks))
         else:
             if (self.out / "bench.sqlite").is_file():
                 raise ValueError(f"{self.out} already holds a bench; use --resume to go on")
+            # Validate the selection before anything is written.
+            self.tasks = discover(Path(cfg.suite), cfg.level, parse_ids(cfg.tasks))
             self.store = BenchStore(self.out / "bench.sqlite")
         self.cfg = cfg
-        self.tasks = discover(Path(cfg.suite), cfg.level, parse_ids(cfg.tasks))
         self.store.put("config", dataclasses.asdict(cfg))
         self.interrupted = False
 

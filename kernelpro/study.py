@@ -228,7 +228,7 @@ def paired_tests(picks: dict[str, list[Pick]]) -> dict[str, Any]:
                             "ties": len(pairs) - wins - losses, "p": None}
     if wins + losses:
         sign["p"] = float(stats.binomtest(wins, wins + losses, 0.5).pvalue)
-    wil: dict[str, Any] = {"n": int(len(nonzero)), "statistic": None, "p": None}
+    wil: dict[str, Any] = {"n": len(nonzero), "statistic": None, "p": None}
     if len(nonzero):
         res = stats.wilcoxon(nonzero)
         wil.update(statistic=float(res.statistic), p=float(res.pvalue))
@@ -274,8 +274,12 @@ def spearman(samples: Sequence[Sample], measure: str) -> dict[str, Any]:
         a, b = zip(*per_token, strict=True)
         res = stats.spearmanr(a, b)
         out["per_token_rho"], out["per_token_p"] = _finite(res.statistic), _finite(res.pvalue)
-    if all(s.token_count is not None for s in pts) and len(pts) > 3:
-        z = np.array([s.token_count for s in pts], dtype=float)
+    z = np.array([s.token_count or 0 for s in pts], dtype=float)
+    if any(s.token_count is None for s in pts) or len(pts) <= 3:
+        out["partial_why"] = "needs token counts for more than 3 samples"
+    elif min(np.ptp(x), np.ptp(y), np.ptp(z)) == 0:
+        out["partial_why"] = "surprisal, speedup or token count is constant"
+    else:
         rx, ry, rz = (stats.rankdata(v) for v in (x, y, z))
         r_xy, r_xz, r_yz = (stats.pearsonr(a, b).statistic for a, b in
                             ((rx, ry), (rx, rz), (ry, rz)))
@@ -292,6 +296,15 @@ def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
+def _order(group: Sequence[Sample], measure: str, sign: float) -> list[int]:
+    """Indices by surprisal (sign -1: most surprising first), no-logprob samples last,
+    ties by sample id."""
+    def key(i: int) -> tuple[bool, float, int]:
+        v = group[i].surprisal(measure)
+        return (v is None, sign * (v or 0.0), group[i].sample)
+    return sorted(range(len(group)), key=key)
+
+
 def budget_curve(groups: dict[tuple[str, str], list[Sample]], measure: str
                  ) -> list[dict[str, Any]]:
     """Rank every sample by surprisal BEFORE knowing correctness, evaluate the first m, keep
@@ -304,15 +317,8 @@ def budget_curve(groups: dict[tuple[str, str], list[Sample]], measure: str
         sur, con, rnd = [], [], []
         for group in groups.values():
             fast = [s.usable and s.speedup > 1 for s in group]  # type: ignore[operator]
-
-            def order(sign: float, group: list[Sample] = group) -> list[int]:
-                def key(i: int) -> tuple[int, float, int]:
-                    v = group[i].surprisal(measure)
-                    return (v is None, sign * (v or 0.0), group[i].sample)
-                return sorted(range(len(group)), key=key)
-
-            sur.append(float(any(fast[i] for i in order(-1.0)[:m])))
-            con.append(float(any(fast[i] for i in order(1.0)[:m])))
+            sur.append(float(any(fast[i] for i in _order(group, measure, -1.0)[:m])))
+            con.append(float(any(fast[i] for i in _order(group, measure, 1.0)[:m])))
             n, f = len(group), sum(fast)
             rnd.append(1.0 - float(stats.hypergeom(n, f, min(m, n)).pmf(0)))
         rows.append({"m": m, "surprisal_first": float(np.mean(sur)),

@@ -58,8 +58,9 @@ def _scale(lo: float, hi: float, log: bool):
 
 def _ticks(lo: float, hi: float, log: bool) -> list[float]:
     if log:
-        return [10.0 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-                if lo <= 10.0 ** e <= hi]
+        decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+        steps = (1.0, 2.0, 5.0) if math.log10(hi / lo) < 2 else (1.0,)
+        return [m * 10.0 ** e for e in decades for m in steps if lo <= m * 10.0 ** e <= hi]
     step = 10 ** math.floor(math.log10((hi - lo) or 1.0))
     while (hi - lo) / step > 8:
         step *= 2
