@@ -28,6 +28,9 @@ def enter(stage: str) -> None:
     os.replace(tmp, STAGE_FILE)
 
 
+COMPILE_ERRORS = ("CompilationError", "CalledProcessError", "NvrtcError")
+
+
 def where_in_candidate(exc: BaseException, candidate: str) -> str:
     """' (candidate.py:LINE)' for the innermost frame in the candidate file, or ''."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == candidate]
@@ -43,12 +46,25 @@ def classify(exc: BaseException, stage: str, candidate: str) -> EvalResult:
     if isinstance(exc, GpuRequired):
         return EvalResult(status="unverified", stage="compile", reason=one_line(str(exc)),
                           error_class="GpuRequired")
-    if isinstance(exc, CompileError) or name in ("CompilationError", "CalledProcessError") \
+    if isinstance(exc, CompileError) or name in COMPILE_ERRORS \
             or "triton.compiler" in type(exc).__module__:
         return failure("compile", name, text)
     if isinstance(exc, MemoryError) or name == "OutOfMemoryError":
         return failure(stage, "OutOfMemory", text)  # type: ignore[arg-type]
     return failure(stage, name, text)  # type: ignore[arg-type]
+
+
+def _kept(paths: list[Path], out_dir: Path) -> list[str]:
+    """Copies of cached cubins in the artifacts directory (the cache may be pruned)."""
+    import shutil
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for p in dict.fromkeys(paths):
+        dest = out_dir / f"nvrtc-{p.name}"
+        shutil.copyfile(p, dest)
+        kept.append(str(dest))
+    return kept
 
 
 def run(req: dict[str, Any]) -> EvalResult:
@@ -89,6 +105,7 @@ def run(req: dict[str, Any]) -> EvalResult:
         import torch.utils.cpp_extension as cpp_ext
 
         capture = compile_mod.CaptureLoadInline(Path(req["artifacts_dir"]), req["arch"])
+        os.environ["KERNELPRO_ARCH"] = req["arch"]  # what kernelpro.nvrtc compiles for
         cpp_ext.load_inline = capture  # type: ignore[assignment]
     try:
         cand_mod = import_file(Path(candidate), "kernelpro_candidate")
@@ -103,6 +120,9 @@ def run(req: dict[str, Any]) -> EvalResult:
     except Exception as exc:  # candidate code at import/construction: anything can happen
         return classify(exc, "compile", candidate)
     cubins = [str(e.cubin) for e in capture.extensions if e.cubin] if capture else []
+    nvrtc_mod = sys.modules.get("kernelpro.nvrtc")
+    if capture is not None and nvrtc_mod is not None:  # the NVRTC fast path's builds
+        cubins += _kept(nvrtc_mod.BUILT, Path(req["artifacts_dir"]))
     tampered = snapshot.tampered()  # before the wall: its comparisons use these functions
     if tampered:
         return EvalResult(status="incorrect", stage="compile", reason=tampered,

@@ -37,7 +37,8 @@ class GpuRequired(RuntimeError):
 
 
 def detect_backend(source: str) -> Backend:
-    """triton if the file defines a @triton.jit kernel, cuda if it builds an extension."""
+    """triton if the file defines a @triton.jit kernel, cuda if it builds an extension or
+    uses the NVRTC helper."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -51,8 +52,8 @@ def detect_backend(source: str) -> Backend:
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
             text_names |= {a.name for a in node.names}
-    if text_names & {"load_inline", "cpp_extension"}:
-        return "cuda"
+    if text_names & {"load_inline", "cpp_extension", "CudaKernel"} or "kernelpro" in imported:
+        return "cuda"  # load_inline, or the NVRTC fast path (kernelpro.nvrtc)
     if "triton" in imported:
         return "triton"
     return "torch"

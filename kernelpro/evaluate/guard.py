@@ -17,6 +17,8 @@ FORBIDDEN_MODULES = frozenset({
     "concurrent", "signal", "shutil", "requests", "urllib", "http", "httpx", "asyncio",
     "pickle", "marshal", "importlib", "builtins", "pty", "resource", "gc", "inspect",
 })
+# The one kernelpro module a candidate may import: the NVRTC launch helper.
+ALLOWED_KERNELPRO = frozenset({"kernelpro.nvrtc"})
 THREAD_MODULES = frozenset({"threading", "_thread", "multiprocessing", "concurrent", "asyncio"})
 # Builtins that run code from strings, open files or reach the interpreter's internals.
 FORBIDDEN_BUILTINS = frozenset({
@@ -101,6 +103,10 @@ def _check_node(node: ast.AST, aliases: dict[str, str]) -> list[GuardFinding]:
         modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
                    else [node.module or ""])
         for mod in modules:
+            if mod.split(".")[0] == "kernelpro" and mod not in ALLOWED_KERNELPRO:
+                out.append(GuardFinding("forbidden-import", line,
+                                        f"imports `{mod}`: candidates may use only "
+                                        "kernelpro.nvrtc, not the harness"))
             if mod.split(".")[0] in FORBIDDEN_MODULES:
                 why = (" [background thread]" if mod.split(".")[0] in THREAD_MODULES
                        else "")

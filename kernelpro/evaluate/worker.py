@@ -69,6 +69,9 @@ def worker_env(work_dir: Path, interpret: bool) -> dict[str, str]:
                PYTHONNOUSERSITE="1", MAX_JOBS=str(os.cpu_count() or 1))
     if interpret:
         env["TRITON_INTERPRET"] = "1"
+    from kernelpro.build_cache import default_root
+
+    env["KERNELPRO_BUILD_CACHE"] = str(default_root())  # NVRTC builds are shared across runs
     return env
 
 
