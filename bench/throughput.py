@@ -116,6 +116,8 @@ def main() -> int:
                      "(unverified). The KernelBench path builds only the CUDA sources with "
                      "PyTorch's headers, not the host binding a real load_inline also "
                      "compiles, so its cost is understated."), "",
+             "- compile s: per candidate, from the worker's start (Python and torch imports "
+             "included) until it asked for the GPU, or until its verdict without a GPU", "",
              "| path | candidates/min | wall s | compile p50 s | compile p95 s | GPU held |",
              "|---|---:|---:|---:|---:|---:|"]
     for p in paths:

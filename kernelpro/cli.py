@@ -83,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "compilation, correctness under the Triton interpreter, static analysis; "
                     "nothing timed).")
     opt.add_argument("task", type=Path, nargs="?", help="KernelBench-format task file")
-    opt.add_argument("--backend", choices=["triton", "cuda"], default="triton")
+    opt.add_argument("--backend", choices=["triton", "cuda", "cuda-nvrtc"], default="triton",
+                     help="cuda: load_inline (KernelBench's form); cuda-nvrtc: only the kernel "
+                          "compiled, by NVRTC (kernelpro.nvrtc), much faster to build")
     opt.add_argument("--proposer", choices=["auto", "llm", "templates", "replay"],
                      default="auto", help="auto: the LLM when --model and OPENAI_BASE_URL or "
                                           "OPENAI_API_KEY are set, else templates")
@@ -110,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--arch", default="sm_90", help="compile target without a GPU")
     opt.add_argument("--max-elements", type=int, default=1 << 14,
                      help="element budget of the dry run's scaled-down shapes")
+    opt.add_argument("--jobs", type=int, default=2,
+                     help="candidates evaluated at once: their compiles overlap, the GPU is "
+                          "taken in turn (2)")
+    opt.add_argument("--no-prefetch", action="store_true",
+                     help="do not ask the proposer for the next expansion during evaluation")
     opt.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     lint = sub.add_parser(
@@ -189,7 +196,7 @@ def _add_bench(sub: Any) -> None:
     g.add_argument("--proposer", choices=["auto", "llm", "templates", "replay"], default=None)
     g.add_argument("--model", default=None)
     g.add_argument("--strategy", choices=["mcts", "greedy", "bon", "beam"], default=None)
-    g.add_argument("--backend", choices=["triton", "cuda"], default=None)
+    g.add_argument("--backend", choices=["triton", "cuda", "cuda-nvrtc"], default=None)
     g.add_argument("-n", "--per-expansion", type=int, default=None)
     g.add_argument("--time-limit", type=float, default=None, help="seconds per search")
     g.add_argument("--arch", default=None)
@@ -416,14 +423,15 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                 raise ValueError("give a TASK (or --resume RUN_DIR)")
             task = load_task(args.task)
             run_dir = args.out or Path("runs") / f"{task.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if args.budget < 1 or args.per_expansion < 1:
-            raise ValueError("--budget and -n must be at least 1")
+        if args.budget < 1 or args.per_expansion < 1 or args.jobs < 1:
+            raise ValueError("--budget, -n and --jobs must be at least 1")
         cfg = OptimizeConfig(backend=args.backend, proposer=args.proposer, budget=args.budget,
                              time_limit_s=args.time_limit, strategy=args.strategy,
                              per_expansion=args.per_expansion, select=args.select,
                              select_m=args.select_m, model=args.model, replay_log=args.replay,
                              objective=args.objective, arch=args.arch,
-                             max_elements=args.max_elements, mcts=parse_mcts(args.mcts))
+                             max_elements=args.max_elements, mcts=parse_mcts(args.mcts),
+                             jobs=args.jobs, prefetch=not args.no_prefetch)
         opt = Optimizer(task, cfg, run_dir, resume=args.resume is not None)
     except (TaskError, ValueError, OSError) as exc:
         _error(str(exc), args.json)

@@ -34,10 +34,32 @@ class NvrtcError(Exception):
     """NVRTC rejected the source; the message holds its log."""
 
 
-def nvrtc_version() -> str:
-    from cuda.bindings import nvrtc
+def binding() -> str:
+    """Which NVRTC/driver binding is used: cuda-python (`cuda.bindings`) or CuPy's.
+    KERNELPRO_NVRTC_BACKEND=cuda-python|cupy chooses; by default the first importable."""
+    choice = os.environ.get("KERNELPRO_NVRTC_BACKEND")
+    candidates = (("cuda-python", "cuda.bindings.nvrtc"),
+                  ("cupy", "cupy_backends.cuda.libs.nvrtc"))
+    for name, module in candidates:
+        if choice in (None, name):
+            try:
+                __import__(module)
+                return name
+            except ImportError:
+                continue
+    raise ImportError("kernelpro.nvrtc needs cuda-python (pip install cuda-bindings "
+                      "nvidia-cuda-nvrtc) or CuPy")
 
-    _, major, minor = nvrtc.nvrtcVersion()
+
+def nvrtc_version() -> str:
+    if binding() == "cupy":
+        from cupy.cuda import nvrtc as cnv
+
+        major, minor = cnv.getVersion()
+    else:
+        from cuda.bindings import nvrtc
+
+        _, major, minor = nvrtc.nvrtcVersion()
     return f"nvrtc {major}.{minor}"
 
 
@@ -47,21 +69,40 @@ def _check(result: Any, what: str) -> None:
         raise NvrtcError(f"{what} failed: {err}")
 
 
+def _first_errors(log: str) -> str:
+    lines = [ln for ln in log.splitlines() if "error" in ln]
+    return "; ".join(lines[:3]) or log[-400:]
+
+
 def compile_cubin(source: str, name: str, arch: str, options: Sequence[str] = ()) -> bytes:
     """NVRTC to a cubin for one architecture (no GPU needed)."""
+    opts = [f"--gpu-architecture={arch}", *options]
+    if binding() == "cupy":
+        from cupy.cuda import nvrtc as cnv
+
+        prog = cnv.createProgram(source, f"{name}.cu", [], [])
+        try:
+            try:
+                cnv.compileProgram(prog, opts)
+            except cnv.NVRTCError:
+                raise NvrtcError(_first_errors(cnv.getProgramLog(prog))) from None
+            # CuPy's getCUBIN treats the image as a C string and drops its last byte (a NUL
+            # that belongs to the ELF image): put it back.
+            return bytes(cnv.getCUBIN(prog)) + b"\0"
+        finally:
+            cnv.destroyProgram(prog)
     from cuda.bindings import nvrtc
 
     err, prog = nvrtc.nvrtcCreateProgram(source.encode(), f"{name}.cu".encode(), 0, [], [])
     _check(err, "nvrtcCreateProgram")
     try:
-        opts = [f"--gpu-architecture={arch}".encode(), *(o.encode() for o in options)]
-        (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+        encoded = [o.encode() for o in opts]
+        (err,) = nvrtc.nvrtcCompileProgram(prog, len(encoded), encoded)
         if int(err) != 0:
             _, size = nvrtc.nvrtcGetProgramLogSize(prog)
             log = b" " * size
             nvrtc.nvrtcGetProgramLog(prog, log)
-            lines = [ln for ln in log.decode(errors="replace").splitlines() if "error" in ln]
-            raise NvrtcError("; ".join(lines[:3]) or log.decode(errors="replace")[-400:])
+            raise NvrtcError(_first_errors(log.decode(errors="replace")))
         _, size = nvrtc.nvrtcGetCUBINSize(prog)
         cubin = b" " * size
         _check(nvrtc.nvrtcGetCUBIN(prog, cubin), "nvrtcGetCUBIN")
@@ -116,10 +157,16 @@ class CudaKernel:
 
             raise GpuRequired(f"CUDA kernel {self.name} was compiled ({self.cubin.name}) but "
                               "there is no GPU to run it")
-        from cuda.bindings import driver
-
         torch.cuda.init()
         torch.empty(1, device="cuda")  # makes torch's primary context current on this thread
+        if binding() == "cupy":
+            import cupy
+
+            self._module = cupy.cuda.function.Module()
+            self._module.load(self.cubin.read_bytes())
+            return self._module.get_function(self.name)
+        from cuda.bindings import driver
+
         err, module = driver.cuModuleLoadData(self.cubin.read_bytes())
         _check(err, "cuModuleLoadData")
         err, function = driver.cuModuleGetFunction(module, self.name.encode())
@@ -131,31 +178,60 @@ class CudaKernel:
                  shared_mem: int = 0) -> None:
         if self._function is None:
             self._function = self._load()
-        import ctypes
-
-        import numpy as np
         import torch
-        from cuda.bindings import driver
 
-        values, types = [], []
-        for a in args:
-            if isinstance(a, torch.Tensor):
-                values.append(a.data_ptr())
-                types.append(None)  # a pointer
-            elif isinstance(a, np.generic):
-                values.append(a.item())
-                types.append(np.ctypeslib.as_ctypes_type(a.dtype))
-            elif isinstance(a, bool | int):
-                values.append(int(a))
-                types.append(ctypes.c_longlong)
-            elif isinstance(a, float):
-                values.append(a)
-                types.append(ctypes.c_float)
-            else:
-                raise TypeError(f"CudaKernel {self.name}: cannot pass {type(a).__name__}")
+        values = [_c_value(a, self.name) for a in args]
         g = (*grid, 1, 1)[:3]
         b = (*block, 1, 1)[:3]
         stream = torch.cuda.current_stream().cuda_stream
+        if binding() == "cupy":
+            import cupy
+            import numpy as np
+
+            # CuPy passes numpy scalars by value; a 64-bit address is a pointer parameter.
+            cupy_args = tuple(np.uint64(v) if isinstance(v, _Pointer) else v for v in values)
+            with cupy.cuda.ExternalStream(stream):
+                self._function(g, b, cupy_args, shared_mem=shared_mem)
+            return
+        from cuda.bindings import driver
+
         (err,) = driver.cuLaunchKernel(self._function, *g, *b, shared_mem, stream,
-                                       (tuple(values), tuple(types)), 0)
+                                       kernel_params(values), 0)
         _check(err, f"cuLaunchKernel({self.name})")
+
+
+def kernel_params(values: Sequence[Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """cuda-python's (values, ctypes types) form of launch arguments made by _c_value. An
+    address travels as ctypes.c_void_p: its packer takes an int for that type (a None type is
+    only for binding structures)."""
+    import ctypes
+
+    import numpy as np
+
+    types = tuple(ctypes.c_void_p if isinstance(v, _Pointer)
+                  else np.ctypeslib.as_ctypes_type(v.dtype) for v in values)
+    plain = tuple(int(v) if isinstance(v, _Pointer) else v.item() for v in values)
+    return plain, types
+
+
+class _Pointer(int):
+    """A device address (passed as a pointer parameter)."""
+
+
+def _c_value(a: Any, kernel: str) -> Any:
+    """The C value of one launch argument: pointer, long long, float, or a numpy scalar's
+    own type."""
+    import numpy as np
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        if not a.is_cuda:
+            raise TypeError(f"CudaKernel {kernel}: tensor argument is on {a.device}, not CUDA")
+        return _Pointer(a.data_ptr())
+    if isinstance(a, np.generic):
+        return a
+    if isinstance(a, bool | int):
+        return np.int64(a)
+    if isinstance(a, float):
+        return np.float32(a)
+    raise TypeError(f"CudaKernel {kernel}: cannot pass {type(a).__name__}")

@@ -119,6 +119,9 @@ class EvalResult:
     cubins: list[str] = field(default_factory=list)  # kept device binaries
     log_tail: str = ""  # last lines of the worker's stdout/stderr, for the next prompt
     wall_s: float = 0.0
+    # Seconds per phase on a GPU: load_s (start to asking for the GPU: imports, compile),
+    # queue_s (waiting for the per-GPU lock), gpu_s (holding it: correctness, timing).
+    phases: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -60,7 +60,7 @@ def test_compile_cache_returns_the_same_cubin(tmp_path: Path):
     first = compile_cuda_to_cubin(PLAIN_KERNEL, tmp_path / "a.cubin", "sm_90", cache_dir=cache)
     second = compile_cuda_to_cubin(PLAIN_KERNEL, tmp_path / "b.cubin", "sm_90", cache_dir=cache)
     assert first.read_bytes() == second.read_bytes()
-    assert len(list(cache.glob("*.cubin"))) == 1
+    assert len(list(cache.rglob("*.cubin"))) == 1  # content-addressed: one entry
 
 
 @needs_nvcc

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # One script for a lent GPU machine (no network, no install): GPU tests, `kernelpro eval` of
-# every shipped task with its solution at full size, and Nsight Compute metric tables.
+# every shipped task with its solution at full size, Nsight Compute metric tables, the
+# evaluation-throughput bench and a small bench over tasks/level1.
 #
-#   PYTHONPATH=. OUT=/some/dir tools/gpu_check.sh [tests] [eval] [ncu]   (default: all three)
+#   PYTHONPATH=. OUT=/some/dir tools/gpu_check.sh [tests] [eval] [ncu] [throughput] [bench]
+#   (default: all five)
 #
-# Writes to $OUT: env.txt, doctor.json, pytest-gpu.log, eval/*.json, results.md, ncu/*.csv.
+# Writes to $OUT: env.txt, doctor.json, pytest-gpu.log, eval/*.json, results.md, ncu/*.csv,
+# throughput.md, bench/ (bench.json, tasks.csv, fast_p.csv, report.html).
 # Each part fits in one 10-minute device call; run them separately if time is short.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="${PYTHONPATH:-.}"
 OUT="${OUT:-out/gpu_check}"
 mkdir -p "$OUT/eval" "$OUT/ncu"
-parts="${*:-tests eval ncu}"
+parts="${*:-tests eval ncu throughput bench}"
 PY="${PYTHON:-python}"
 
 {
@@ -72,5 +75,14 @@ if [[ " $parts " == *" ncu "* ]]; then
         > "$OUT/ncu/${name%.py}.profile.json" 2> "$OUT/ncu/${name%.py}.profile.err"
     done
   fi
+fi
+if [[ " $parts " == *" throughput "* ]]; then
+  timeout 580 "$PY" bench/throughput.py --out "$OUT/throughput.md" 2>&1 | tail -20
+fi
+
+if [[ " $parts " == *" bench "* ]]; then
+  timeout 580 "$PY" -m kernelpro.cli bench tasks --level 1 --tasks 2-6 --budget 4 \
+    --task-timeout 100 --out "$OUT/bench" 2>&1 | tail -30
+  "$PY" -m kernelpro.cli report "$OUT/bench" > /dev/null 2>&1
 fi
 echo "results in $OUT"

@@ -54,6 +54,43 @@ def classify(exc: BaseException, stage: str, candidate: str) -> EvalResult:
     return failure(stage, name, text)  # type: ignore[arg-type]
 
 
+# When this process started, asked for the GPU and got it (see take_gpu).
+PHASES: dict[str, float] = {"start": time.time()}
+_GPU_LOCK_FD: list[int] = []
+
+
+def take_gpu(lock_dir: Path) -> None:
+    """Wait for this GPU's lock (one file per device UUID, shared by every kernelpro process on
+    the machine): correctness, timing and profiling run alone on the GPU, while other workers
+    compile."""
+    import torch
+
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    ident = str(getattr(props, "uuid", "")) or os.environ.get("CUDA_VISIBLE_DEVICES", "0")
+    enter("queued")
+    PHASES["asked"] = time.time()
+    _GPU_LOCK_FD.append(acquire_lock(lock_dir / f"gpu-{ident.replace('/', '_')}.lock"))
+    PHASES["got"] = time.time()
+
+
+def acquire_lock(path: Path) -> int:
+    """Block until this process holds an exclusive flock on `path`; the OS releases it when
+    the process ends (however it ends), so a killed worker never leaves the GPU locked."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def phases() -> dict[str, float]:
+    if "got" not in PHASES:
+        return {}
+    return {"load_s": PHASES["asked"] - PHASES["start"],
+            "queue_s": PHASES["got"] - PHASES["asked"], "gpu_s": time.time() - PHASES["got"]}
+
+
 def _kept(paths: list[Path], out_dir: Path) -> list[str]:
     """Copies of cached cubins in the artifacts directory (the cache may be pruned)."""
     import shutil
@@ -136,6 +173,8 @@ def run(req: dict[str, Any]) -> EvalResult:
             reason=f"not run: no GPU on this machine; compiled {what}, but correctness and "
                    "timing need a GPU")
 
+    if gpu and req.get("gpu_lock_dir"):
+        take_gpu(Path(req["gpu_lock_dir"]))
     enter("correctness")
     sync = (lambda: torch.cuda.synchronize()) if gpu else (lambda: None)
     wall_cfg = WallConfig(**req["wall"])
@@ -355,12 +394,16 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()
         result = failure("load", "HarnessError", f"{type(exc).__name__}: {exc}")
     result.wall_s = time.time() - t0
+    result.phases = phases()
     if req["mode"] == "gpu":  # without a GPU, capture and AOT compilation kept them already
         from kernelpro.evaluate.compile import collect_extension_cubins, collect_triton_cubins
 
         out = Path(req["artifacts_dir"])
         kept = collect_triton_cubins(Path(os.environ["TRITON_CACHE_DIR"]), out)
         kept += collect_extension_cubins(Path(os.environ["TORCH_EXTENSIONS_DIR"]), out)
+        nvrtc_mod = sys.modules.get("kernelpro.nvrtc")
+        if nvrtc_mod is not None:
+            kept += [Path(p) for p in _kept(nvrtc_mod.BUILT, out)]
         result.cubins = sorted(set(result.cubins) | {str(p) for p in kept})
     tmp = result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result.to_dict()))

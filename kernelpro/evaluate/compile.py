@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import ast
-import hashlib
 import shutil
 import subprocess
 import sysconfig
@@ -115,11 +114,6 @@ def torch_include_flags() -> list[str]:
     return [f"-I{p}" for p in paths]
 
 
-def cubin_cache_key(source: str, arch: str, flags: Sequence[str], nvcc_version: str) -> str:
-    blob = "\0".join([source, arch, *flags, nvcc_version])
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
 # User flags that may be passed through to nvcc when only a cubin is built.
 _PASSTHROUGH_PREFIXES = ("-O", "--use_fast_math", "-use_fast_math", "-D", "--maxrregcount",
                          "-maxrregcount", "-lineinfo", "--extra-device-vectorization",
@@ -133,23 +127,35 @@ def compile_cuda_to_cubin(source: str, out: Path, arch: str = "sm_90",
     flags = ["-std=c++17", "-O3", f"-arch={arch}", "-cubin",
              *[f for f in extra_flags if f.startswith(_PASSTHROUGH_PREFIXES)]]
     out.parent.mkdir(parents=True, exist_ok=True)
-    key = cubin_cache_key(source, arch, flags, nvcc.version)
-    cached = (cache_dir / f"{key}.cubin") if cache_dir else None
-    if cached is not None and cached.is_file():
+    if cache_dir is None:
+        return _nvcc(nvcc.path, source, flags, out)
+    from kernelpro.build_cache import BuildCache, CachedCompileError, build_key
+
+    key = build_key("nvcc", "\n".join([source, *torch_include_flags()]), flags, arch,
+                    nvcc.version)
+
+    def build() -> bytes:
+        return _nvcc(nvcc.path, source, flags, out).read_bytes()
+    try:
+        cached, hit = BuildCache(cache_dir).get_or_build(
+            key, build, lambda e: isinstance(e, CompileError))
+    except CachedCompileError as exc:
+        raise CompileError(str(exc)) from None
+    if hit:
         shutil.copyfile(cached, out)
-        return out
+    return out
+
+
+def _nvcc(nvcc: Path, source: str, flags: Sequence[str], out: Path) -> Path:
     src = out.with_suffix(".cu")
     src.write_text(source)
-    cmd = [str(nvcc.path), *flags, *torch_include_flags(), "-o", str(out), str(src)]
+    cmd = [str(nvcc), *flags, *torch_include_flags(), "-o", str(out), str(src)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=NVCC_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise CompileError(f"nvcc timed out after {NVCC_TIMEOUT_S} s") from None
     if proc.returncode != 0:
         raise CompileError(first_compiler_errors(proc.stderr + proc.stdout))
-    if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out, cached)
     return out
 
 

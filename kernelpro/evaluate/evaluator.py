@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -52,6 +53,7 @@ class EvalConfig:
     limits: WorkerLimits = field(default_factory=WorkerLimits)
     artifacts_dir: Path | None = None  # where cubins are kept; default under the cache
     keep_workdir: bool = False
+    gpu_lock: bool = True  # correctness and timing alone on the GPU (a per-GPU file lock)
 
 
 @functools.cache
@@ -121,6 +123,7 @@ def evaluate_candidate(task: Task, candidate_path: Path, cfg: EvalConfig,
         "energy": cfg.energy,
         "compile_ms": _cached_baseline(baseline_key),
         "artifacts_dir": str(artifacts),
+        "gpu_lock_dir": str(cache_root() / "locks") if gpu and cfg.gpu_lock else None,
     }
     try:
         result = run_worker(request, work_dir, cfg.limits, progress)
@@ -134,6 +137,19 @@ def evaluate_candidate(task: Task, candidate_path: Path, cfg: EvalConfig,
     if baseline_key and result.compile_ms and request["compile_ms"] is None:
         _store_baseline(baseline_key, result.compile_ms)
     return result
+
+
+def evaluate_many(task: Task, paths: Sequence[Path], cfg: EvalConfig, jobs: int = 1
+                  ) -> list[EvalResult]:
+    """Verdicts in the order of `paths`, `jobs` workers at a time: their imports and compiles
+    overlap on the CPU cores while the per-GPU lock gives correctness and timing the GPU one
+    worker at a time, so no measurement shares the GPU."""
+    if jobs <= 1 or len(paths) <= 1:
+        return [evaluate_candidate(task, Path(p), cfg) for p in paths]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="kernelpro-eval") as pool:
+        return list(pool.map(lambda p: evaluate_candidate(task, Path(p), cfg), paths))
 
 
 def _scaled_source(task: Task, plan: ScalePlan) -> str:

@@ -154,7 +154,9 @@ def _watch(proc: subprocess.Popen[bytes], work_dir: Path, limits: WorkerLimits, 
         now = time.time()
         if progress is not None:
             progress(_stage_name(stage), now - t_start)
-        if stage in COMPILE_STAGES:
+        if stage == "queued":  # waiting for the GPU lock: neither compiling nor running
+            run_since = None
+        elif stage in COMPILE_STAGES:
             if now - t_start > limits.compile_timeout_s:
                 _kill_group(proc)
                 return failure(_stage_name(stage), "Timeout",

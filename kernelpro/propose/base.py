@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 
 from kernelpro.types import Task
 
-Backend = Literal["triton", "cuda"]
+Backend = Literal["triton", "cuda", "cuda-nvrtc"]
 
 
 @dataclass(frozen=True)

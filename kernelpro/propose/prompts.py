@@ -39,6 +39,19 @@ RULES = {
 - Keep fp32 math for fp32 tasks (tolerance 1e-4); launch on the current stream
   (at::cuda::getCurrentCUDAStream()); return a plain tensor.
 - No threads, subprocesses, file or network access, and no changes to torch or the harness.""",
+    "cuda-nvrtc": """Write CUDA kernels compiled by NVRTC through `kernelpro.nvrtc` (only the kernel
+is compiled: no PyTorch headers, no host C++).
+- Output one complete Python file in a single ```python block: the CUDA source as a string of
+  `extern "C" __global__` functions, `k = CudaKernel(SOURCE, "name")` at import
+  (`from kernelpro.nvrtc import CudaKernel`), and `class ModelNew(nn.Module)` with the same
+  __init__ arguments and forward signature as `Model`.
+- Launch with `k(grid=(gx,), block=(threads,), args=(tensor, ..., n), shared_mem=0)`: tensors
+  pass as device pointers, Python ints as `long long`, floats as `float` (use np.int32(n) etc.
+  for other C types); it runs on PyTorch's current stream. Allocate outputs with torch.
+- Create the same parameters in the same order as Model (the harness seeds both identically).
+- Do the task's main computation in your own kernels; do not call the PyTorch op it replaces.
+- Keep fp32 math for fp32 tasks (tolerance 1e-4); return a plain tensor.
+- No threads, subprocesses, file or network access, and no changes to torch or the harness.""",
 }
 
 

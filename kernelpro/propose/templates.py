@@ -105,8 +105,11 @@ class TemplateProposer:
         if isinstance(tpl, str):
             return [Proposal(self.name, None, reason=f"templates cannot handle "
                                                      f"{request.task.name}: {tpl}")]
-        if request.backend != "triton":
-            return [Proposal(self.name, None, reason="templates emit Triton only")]
+        if request.backend != "triton" and (tpl.kind != "elementwise"
+                                            or request.task.dtype != "float32"):
+            return [Proposal(self.name, None, reason=(
+                f"templates cannot handle {request.task.name} for --backend "
+                f"{request.backend}: CUDA templates cover float32 elementwise chains only"))]
         seen = self._proposed.setdefault(request.task.sha, [])
         if request.parent_knobs:
             seen.append(dict(request.parent_knobs))
@@ -116,8 +119,17 @@ class TemplateProposer:
         fresh = [k for k in knob_moves(tpl.kind, request.parent_knobs,
                                        request.recommendations, total) if k not in seen][:n]
         seen.extend(fresh)
-        return [Proposal(self.name, tpl.render(knobs), knobs=knobs,
+        return [Proposal(self.name, self._render(tpl, knobs, request.backend), knobs=knobs,
                          notes=[f"template: {tpl.pattern.describe}"]) for knobs in fresh]
+
+    @staticmethod
+    def _render(tpl: Template, knobs: dict[str, int], backend: str) -> str:
+        if backend == "triton":
+            return tpl.render(knobs)
+        from kernelpro.propose import cuda_templates
+
+        return cuda_templates.render(tpl.pattern, knobs, tpl.args, tpl.init_src,
+                                     tpl.pattern.describe, backend)
 
 
 def knob_moves(kind: str, parent: dict[str, int] | None, recommended: tuple[str, ...],

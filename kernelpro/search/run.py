@@ -51,6 +51,8 @@ class OptimizeConfig:
     arch: str = "sm_90"
     max_elements: int = 1 << 14  # dry-run shapes
     mcts: MCTSConfig = field(default_factory=MCTSConfig)
+    jobs: int = 2  # candidates evaluated at once (compiles overlap; the GPU is taken in turn)
+    prefetch: bool = True  # ask the proposer for the next expansion during this one's eval
 
 
 @dataclass
@@ -146,7 +148,9 @@ class Optimizer:
                 "recommendations": tuple(rec["recommendations"] or ())}
 
     def _learn(self, rec: dict[str, Any]) -> None:
-        if not rec["correct"]:
+        if rec["status"] == "unverified":  # compiled, but this machine cannot run it
+            self.progress.failures["unverified (no GPU)"] += 1
+        elif not rec["correct"]:
             self.memory.failure(rec["stage"] or "?", rec["reason"] or "")
             self.progress.failures[rec["stage"] or "?"] += 1
         elif rec["speedup"] and (self.progress.best_speedup is None
@@ -156,32 +160,57 @@ class Optimizer:
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self, on_progress: Callable[[Progress], None] = lambda p: None) -> dict[str, Any]:
+        """Expand until the budget is spent. With prefetch, the next expansion's proposals are
+        requested (parent chosen under virtual loss) while this one's candidates are evaluated,
+        so model calls overlap compilation and the GPU."""
+        from concurrent.futures import ThreadPoolExecutor
+
         strategy = make(self.cfg.strategy)
         started = time.time()
         interrupted = False
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernelpro-propose")
+        pending: tuple[int, int, Any] | None = None
         try:
             while self.progress.evaluated < self.cfg.budget:
                 if self.cfg.time_limit_s and time.time() - started > self.cfg.time_limit_s:
                     self.notes.append(f"stopped at the time limit ({self.cfg.time_limit_s:.0f} s)")
                     break
-                parent = strategy.select(self.tree)
-                if parent is None:
-                    self.notes.append("stopped: every branch is a dead end")
-                    break
-                n = min(self.cfg.per_expansion, self.cfg.budget - self.progress.evaluated)
-                proposals = self._propose(parent, n)
+                if pending is None:
+                    pending = self._submit(pool, strategy,
+                                           self.cfg.budget - self.progress.evaluated)
+                    if pending is None:
+                        self.notes.append("stopped: every branch is a dead end")
+                        break
+                parent, n, future = pending
+                pending = None
+                try:
+                    proposals = future.result()
+                finally:
+                    self.tree.end(parent, n)
                 if not any(p.source for p in proposals) and all(
                         "cannot handle" in (p.reason or "") or "Triton only" in (p.reason or "")
                         for p in proposals):
                     self.notes.append(proposals[0].reason or "the proposer has nothing")
                     break
+                left = self.cfg.budget - self.progress.evaluated - len(proposals)
+                if self.cfg.prefetch and left > 0:
+                    pending = self._submit(pool, strategy, left)
                 self._expand(parent, proposals, on_progress)
         except KeyboardInterrupt:
             interrupted = True
             self.notes.append("interrupted (Ctrl-C): everything evaluated so far is saved")
+        finally:
+            if pending is not None:
+                self.tree.end(pending[0], pending[1])
+            pool.shutdown(wait=False, cancel_futures=True)
         return self._finish(interrupted)
 
-    def _propose(self, parent: int, n: int) -> list[Proposal]:
+    def _submit(self, pool: Any, strategy: Any, left: int) -> tuple[int, int, Any] | None:
+        """Choose a parent (virtual loss marks it busy) and ask for its proposals in `pool`."""
+        parent = strategy.select(self.tree)
+        if parent is None:
+            return None
+        n = min(self.cfg.per_expansion, left)
         data = self.tree.node(parent)["data"]
         request = ProposalRequest(
             task=self.task, backend=self.cfg.backend,  # type: ignore[arg-type]
@@ -190,35 +219,41 @@ class Optimizer:
             parent_knobs=data.get("knobs") or None,
             recommendations=tuple(data.get("recommendations", ())))
         self.tree.begin(parent, n)
-        try:
-            return self.proposer.propose(request, n)
-        finally:
-            self.tree.end(parent, n)
+        return parent, n, pool.submit(self.proposer.propose, request, n)
 
     def _expand(self, parent: int, proposals: list[Proposal],
                 on_progress: Callable[[Progress], None]) -> None:
-        from kernelpro.evaluate import evaluate_candidate
+        from kernelpro.evaluate import evaluate_many
 
-        screened: list[tuple[int, Proposal, Any, Path | None]] = []
+        numbered: list[tuple[int, Proposal, Path | None]] = []
         for prop in proposals:
             nid = self._next_id
             self._next_id += 1
-            if prop.source is None:
-                screened.append((nid, prop, None, None))
-                continue
-            path = self.run_dir / "candidates" / f"{nid}.py"
-            path.write_text(prop.source)
-            cfg = dataclasses.replace(self.eval_cfg, timing=False)
-            screened.append((nid, prop, evaluate_candidate(self.task, path, cfg), path))
+            path = None
+            if prop.source is not None:
+                path = self.run_dir / "candidates" / f"{nid}.py"
+                path.write_text(prop.source)
+            numbered.append((nid, prop, path))
+        paths = [p for _, _, p in numbered if p is not None]
+        verdicts = dict(zip(paths, evaluate_many(
+            self.task, paths, dataclasses.replace(self.eval_cfg, timing=False),
+            jobs=self.cfg.jobs), strict=True))
+        screened = [(nid, prop, verdicts.get(path) if path else None, path)
+                    for nid, prop, path in numbered]
         correct = [Scored(nid, None, p.surprisal.total if p.surprisal else None)
                    for nid, p, r, _ in screened if r is not None and r.status == "correct"]
         chosen, note = to_time(correct, self.cfg.select, self.cfg.select_m)
         if note and note not in self.notes:
             self.notes.append(note)
         chosen_ids = {c.id for c in chosen}
-        for nid, prop, result, path in screened:
-            if nid in chosen_ids and self.gpu is not None and self.eval_cfg.timing:
-                result = evaluate_candidate(self.task, path, self.eval_cfg)
+        if self.gpu is not None and self.eval_cfg.timing:
+            to_time_paths = [path for nid, _, _, path in screened if nid in chosen_ids]
+            timed = dict(zip(to_time_paths, evaluate_many(self.task, to_time_paths,
+                                                          self.eval_cfg, jobs=self.cfg.jobs),
+                             strict=True))
+            screened = [(nid, prop, timed.get(path, result), path)
+                        for nid, prop, result, path in screened]
+        for nid, prop, result, _path in screened:
             self._record(parent, nid, prop, result, in_tree=result is None
                          or result.status != "correct" or nid in chosen_ids)
             self.progress.evaluated += 1
