@@ -118,7 +118,15 @@ def dry_bench(tmp_path_factory) -> Path:
     return out
 
 
-def test_dry_run_bench_over_tasks(dry_bench):
+def test_dry_run_bench_over_tasks_then_resume_and_report(dry_bench, tmp_path):
+    """One test on purpose: the dry bench is made once (xdist runs a module fixture once per
+    worker), then checked, resumed, raised to budget 2 and reported."""
+    _check_dry_bench(dry_bench)
+    _check_resume(dry_bench)
+    _check_reports(dry_bench, tmp_path)
+
+
+def _check_dry_bench(dry_bench):
     summary = json.loads((dry_bench / "bench.json").read_text())
     assert summary["tasks"] == 2 and summary["status"] == {"done": 2} and summary["dry_run"]
     env = summary["environment"]
@@ -143,7 +151,7 @@ def test_dry_run_bench_over_tasks(dry_bench):
         assert row["worker"] in ("cpu0", "cpu1")
 
 
-def test_resume_skips_finished_tasks_and_raises_the_budget(dry_bench, tmp_path):
+def _check_resume(dry_bench):
     before = _rows(dry_bench)
     proc = kernelpro("bench", "--resume", str(dry_bench))
     assert proc.returncode == 0, proc.stderr
@@ -223,7 +231,7 @@ def test_broken_task_and_timeout_are_rows_and_the_bench_goes_on(tmp_path):
     assert math.isfinite(row["wall_s"]) and row["wall_s"] < 60
 
 
-def test_reports_of_the_dry_run(dry_bench, tmp_path):
+def _check_reports(dry_bench, tmp_path):
     from kernelpro.report.svg import COLORS
     from tests.browser import pixels_of, screenshot
 

@@ -86,6 +86,8 @@ def test_recommendations_map_to_knob_moves():
     assert TemplateProposer().propose(req, 1)[0].knobs == {"BLOCK": 512, "num_warps": 4}
 
 
-def test_templates_emit_triton_only():
+def test_cuda_backends_get_cuda_templates_for_elementwise_chains_only():
     (prop,) = PROPOSER.propose(ProposalRequest(task("level1/2_ReLU"), backend="cuda"), 1)
-    assert prop.source is None and "Triton only" in prop.reason
+    assert "load_inline" in prop.source and "fmaxf(v0, 0.0f)" in prop.source
+    (prop,) = PROPOSER.propose(ProposalRequest(task("level1/5_LayerNorm"), backend="cuda"), 1)
+    assert prop.source is None and "cannot handle" in prop.reason
