@@ -7,11 +7,11 @@ store, best.py, tree) sits under `runs/` beside this file.
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
+
+from kernelpro.store import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -28,26 +28,11 @@ CREATE TABLE IF NOT EXISTS tasks (
 """
 
 
-class BenchStore:
+class BenchStore(SqliteStore):
+    schema = SCHEMA
+
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
-        self.db.commit()
-
-    def close(self) -> None:
-        self.db.close()
-
-    def put(self, key: str, value: Any) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
-        self.db.commit()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        super().__init__(path, check_same_thread=False)  # written by the driver thread only
 
     def record(self, **fields: Any) -> None:
         """Insert or replace one task's row (called by the driver only, one thread)."""

@@ -30,20 +30,23 @@ CREATE TABLE IF NOT EXISTS nodes (
 JSON_COLUMNS = ("knobs", "tokens", "logprobs", "result", "recommendations")
 
 
-class RunStore:
-    def __init__(self, path: Path) -> None:
+class SqliteStore:
+    """A SQLite file with a JSON `meta` table, committed durably (WAL, synchronous=FULL: a
+    kill -9 must not lose a committed row). RunStore and the bench store build on it."""
+
+    schema = ""
+
+    def __init__(self, path: Path, check_same_thread: bool = True) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path)
+        self.db = sqlite3.connect(self.path, check_same_thread=check_same_thread)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")  # a kill -9 must not lose a committed node
-        self.db.executescript(SCHEMA)
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(self.schema)
         self.db.commit()
 
     def close(self) -> None:
         self.db.close()
-
-    # --- meta -------------------------------------------------------------------------------
 
     def put(self, key: str, value: Any) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
@@ -52,6 +55,10 @@ class RunStore:
     def get(self, key: str, default: Any = None) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
+
+
+class RunStore(SqliteStore):
+    schema = SCHEMA
 
     # --- nodes ------------------------------------------------------------------------------
 
