@@ -284,8 +284,14 @@ class Bench:
                 self.record(task, run)
 
     def finish(self) -> dict[str, Any]:
-        summary = summarise(self.store.rows(), self.cfg)
+        rows = self.store.rows()
+        summary = summarise(rows, self.cfg)
         summary["interrupted"] = self.interrupted
+        not_run = len({t.key for t in self.tasks} - {r["key"] for r in rows})
+        if not_run:
+            summary["notes"].append(f"{not_run} selected task(s) not run yet (not in the table)")
+        if self.interrupted or not_run or any(r["status"] != "done" for r in rows):
+            summary["notes"].append(f"to finish: kernelpro bench --resume {self.out}")
         summary["bench_dir"] = str(self.out)
         write_outputs(self.out, summary)
         self.store.put("summary", summary)

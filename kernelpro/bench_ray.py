@@ -3,9 +3,11 @@
 The driver ships each task's source (and, to resume, its partial run directory as a tarball);
 the Ray task runs the same `kernelpro optimize` process as a local worker, on the GPU Ray gave
 it, and returns the run directory as a tarball. The driver unpacks it under runs/ and writes
-the bench store row as each task finishes (`ray.wait`), so results stream in and a killed
-driver loses only the tasks still running. Cluster nodes need kernelpro, torch and Triton
-installed. Ray is imported only here (the `[cluster]` extra).
+the bench store row as each task finishes (`ray.wait`). While a search runs, its new nodes
+are streamed to the driver (a Ray queue, every few seconds) and merged into the driver's copy
+of that task's run store, so a killed driver keeps them and `--resume` sends them back to the
+search. Cluster nodes need kernelpro, torch and Triton installed. Ray is imported only here
+(the `[cluster]` extra).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shutil
 import socket
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,8 +43,33 @@ def unpack(data: bytes, folder: Path) -> None:
         tar.extractall(folder, filter="data")
 
 
-def search_task(payload: dict[str, Any]) -> dict[str, Any]:
-    """Runs on a cluster node: one task's search in a scratch directory."""
+STREAM_EVERY_S = 2.0  # how often a Ray task sends the driver its new nodes
+
+
+def stream_store(store_path: Path, key: str, queue: Any, stop: threading.Event) -> None:
+    """In a Ray task: send the driver each new node (and the run's meta) as the search
+    writes them, until `stop` is set; a last pass after that catches the final nodes."""
+    from kernelpro.store import RunStore
+
+    last = -1
+    while True:
+        done = stop.wait(STREAM_EVERY_S)
+        if store_path.is_file():
+            store = RunStore(store_path)
+            try:
+                cols, rows = store.raw_nodes_after(last)
+                if rows:
+                    queue.put((key, store.meta_items(), cols, rows))
+                    last = rows[-1][cols.index("id")]
+            finally:
+                store.close()
+        if done:
+            return
+
+
+def search_task(payload: dict[str, Any], queue: Any = None) -> dict[str, Any]:
+    """Runs on a cluster node: one task's search in a scratch directory, its nodes streamed to
+    the driver through `queue` while it runs."""
     import os
 
     from kernelpro.bench import run_search
@@ -55,10 +83,38 @@ def search_task(payload: dict[str, Any]) -> dict[str, Any]:
             unpack(payload["resume_tar"], run_dir)
         gpu = os.environ.get("CUDA_VISIBLE_DEVICES") or None  # set by Ray for num_gpus=1
         worker = f"{socket.gethostname()}:{'gpu' + gpu if gpu else 'cpu'}:{os.getpid()}"
-        run = run_search(task_path, run_dir, payload["budget"], tuple(payload["extra"]),
-                         payload["timeout_s"], gpu, worker)
+        stop = threading.Event()
+        watcher = None
+        if queue is not None:
+            watcher = threading.Thread(target=stream_store, daemon=True,
+                                       args=(run_dir / "store.sqlite", payload["key"], queue,
+                                             stop))
+            watcher.start()
+        try:
+            run = run_search(task_path, run_dir, payload["budget"], tuple(payload["extra"]),
+                             payload["timeout_s"], gpu, worker)
+        finally:
+            stop.set()
+            if watcher is not None:
+                watcher.join(timeout=60)
         return {"rc": run.rc, "tail": run.tail, "wall_s": run.wall_s, "worker": worker,
                 "tar": pack(run_dir) if run_dir.exists() else None}
+
+
+def merge_streamed(bench: Bench, by_key: dict[str, SuiteTask], items: list[Any],
+                   on_event: Callable[[str, dict[str, Any] | None], None]) -> None:
+    """Write streamed nodes into the driver's copy of each task's run store, so a killed
+    driver keeps them and --resume hands them back to the search."""
+    from kernelpro.store import RunStore
+
+    for key, meta, cols, rows in items:
+        store = RunStore(bench.run_dir(by_key[key]) / "store.sqlite")
+        try:
+            store.merge_raw(meta, cols, rows)
+            total = store.count() - 1  # the reference is node 0
+        finally:
+            store.close()
+        on_event(f"{key}: {total} candidate(s) streamed so far", None)
 
 
 def run_ray(bench: Bench, todo: list[SuiteTask],
@@ -75,21 +131,35 @@ def run_ray(bench: Bench, todo: list[SuiteTask],
         gpus = ray.cluster_resources().get("GPU", 0)
         if not gpus:
             on_event("the Ray cluster has no GPUs: each search is a CPU dry run", None)
+        from ray.util.queue import Queue
+
         remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=0)(search_task)
+        queue = Queue()
+        by_key = {task.key: task for task in todo}
         pending = {}
         for task in todo:
             run_dir = bench.run_dir(task)
-            payload = {"relpath": _relpath(task), "source": task.path.read_text(),
-                       "budget": bench.cfg.budget, "extra": list(bench.cfg.optimize_args),
+            payload = {"key": task.key, "relpath": _relpath(task),
+                       "source": task.path.read_text(), "budget": bench.cfg.budget,
+                       "extra": list(bench.cfg.optimize_args),
                        "timeout_s": bench.cfg.task_timeout_s,
                        "resume_tar": pack(run_dir) if (run_dir / "store.sqlite").is_file()
                        else None}
-            pending[remote.remote(payload)] = task
+            pending[remote.remote(payload, queue)] = task
+
+        def drain() -> None:
+            if queue.size():
+                merge_streamed(bench, by_key, queue.get_nowait_batch(queue.size()), on_event)
+
         on_event(f"{len(pending)} search(es) submitted to the Ray cluster "
                  f"({int(gpus)} GPU(s))", None)
         try:
             while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
+                drain()
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                if not done:
+                    continue
+                drain()
                 task = pending.pop(done[0])
                 try:
                     out = ray.get(done[0])

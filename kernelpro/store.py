@@ -84,6 +84,26 @@ class RunStore(SqliteStore):
             out.append(rec)
         return out
 
+    # --- streaming (a Ray task's store copied into the driver's, row by row) --------------
+
+    def meta_items(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+
+    def raw_nodes_after(self, last_id: int) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows (JSON columns still encoded) of nodes with id > last_id."""
+        cur = self.db.execute("SELECT * FROM nodes WHERE id > ? ORDER BY id", (last_id,))
+        return [d[0] for d in cur.description], cur.fetchall()
+
+    def merge_raw(self, meta: dict[str, str], cols: list[str],
+                  rows: list[tuple[Any, ...]]) -> None:
+        """Apply what raw_nodes_after/meta_items read elsewhere; rows already here are kept."""
+        self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(meta.items()))
+        if rows:
+            marks = ", ".join("?" for _ in cols)
+            self.db.executemany(f"INSERT OR IGNORE INTO nodes ({', '.join(cols)}) "
+                                f"VALUES ({marks})", rows)
+        self.db.commit()
+
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM nodes").fetchone()[0])
 

@@ -248,3 +248,23 @@ def _check_reports(dry_bench, tmp_path):
     assert "no measured points: nothing was timed on a GPU" in html  # roofline, no points
     png = screenshot(tmp_path / "run.html", tmp_path / "run.png")
     assert pixels_of(png, COLORS["roof"]) > 40 and pixels_of(png, COLORS["top"]) > 40
+
+
+def test_ctrl_c_records_the_running_search_and_exits_130(tmp_path):
+    suite, out = _flat_suite(tmp_path), tmp_path / "b"
+    proc = subprocess.Popen([sys.executable, "-m", "kernelpro.cli", "bench", str(suite),
+                             "--budget", "3", "-n", "1", "--out", str(out), "--json"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "runs").glob("*/store.sqlite")):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    summary = json.loads(stdout)
+    assert summary["interrupted"] is True
+    assert any("not run yet" in n for n in summary["notes"])
+    assert any(f"--resume {out}" in n for n in summary["notes"])
+    rows = _rows(out)
+    assert [r["status"] for r in rows.values()] == ["interrupted"]
