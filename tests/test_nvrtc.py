@@ -142,10 +142,9 @@ def test_nvrtc_candidate_on_the_cpu_is_compiled_and_unverified(tmp_path):
 
 def test_evaluate_many_keeps_order(tmp_path):
     task = load_task(TINY)
-    paths = [SOLUTIONS / "level1" / "2_ReLU.py", CANDIDATES / "relu_wrong_threshold.py",
-             NVRTC_RELU]
-    results = evaluate_many(task, paths, EvalConfig(artifacts_dir=tmp_path), jobs=3)
-    assert [r.status for r in results] == ["correct", "incorrect", "unverified"]
+    paths = [CANDIDATES / "relu_wrong_threshold.py", NVRTC_RELU]
+    results = evaluate_many(task, paths, EvalConfig(artifacts_dir=tmp_path), jobs=2)
+    assert [r.status for r in results] == ["incorrect", "unverified"]
 
 
 def test_gpu_lock_serialises_two_processes(tmp_path):
@@ -192,18 +191,27 @@ def test_cuda_templates_refuse_what_they_cannot_express():
     assert "elementwise" in prop.reason
 
 
-@pytest.mark.slow
-def test_cuda_load_inline_template_compiles_with_nvcc(tmp_path):
+def test_cuda_load_inline_template_shares_the_nvrtc_kernel(tmp_path, monkeypatch):
+    """The load_inline form holds the same kernel as the NVRTC form (compiled here with NVRTC;
+    building it with PyTorch's headers costs ~30 s and is covered for load_inline candidates
+    in test_compile.py), a host function launching it on the stream Python passes, and the
+    matching declaration."""
+    monkeypatch.setenv("KERNELPRO_BUILD_CACHE", str(tmp_path))
+    from kernelpro.nvrtc import CudaKernel
+    from kernelpro.propose import cuda_templates
     from kernelpro.propose.base import ProposalRequest
     from kernelpro.propose.templates import TemplateProposer
 
     task = load_task(TASKS / "level1" / "3_GELU_tanh.py")
     (prop,) = TemplateProposer().propose(ProposalRequest(task=task, backend="cuda"), 1)
-    assert "load_inline" in prop.source and "torch.cuda.current_stream().cuda_stream" in prop.source
-    path = tmp_path / "cand.py"
-    path.write_text(prop.source)
-    result = evaluate_candidate(task, path, EvalConfig(artifacts_dir=tmp_path / "a"))
-    assert result.status == "unverified" and "fused_elementwise" in sass(Path(result.cubins[0]))
+    tpl = TemplateProposer().template(task)
+    kernel = cuda_templates.kernel_source(tpl.pattern, prop.knobs)
+    assert kernel in prop.source and "load_inline" in prop.source
+    assert "torch::Tensor fused_forward(torch::Tensor x, int64_t stream)" in prop.source
+    assert "reinterpret_cast<cudaStream_t>(stream)>>>" in prop.source
+    assert "torch.cuda.current_stream().cuda_stream" in prop.source
+    assert "fused_elementwise" in sass(CudaKernel(kernel, "fused_elementwise").cubin)
+    assert detect_backend(prop.source) == "cuda" and check_source(prop.source) == []
 
 
 # --- on a GPU ---------------------------------------------------------------------------------
