@@ -46,6 +46,8 @@ def add_bench(sub: Any) -> None:
     g.add_argument("--time-limit", type=float, default=None, help="seconds per search")
     g.add_argument("--arch", default=None)
     g.add_argument("--max-elements", type=int, default=None)
+    g.add_argument("--jobs", type=int, default=None,
+                   help="candidates each search evaluates at once (2)")
 
 
 def add_study(sub: Any) -> None:
@@ -86,7 +88,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     passed = [(flag, getattr(args, attr)) for flag, attr in (
         ("--proposer", "proposer"), ("--model", "model"), ("--strategy", "strategy"),
         ("--backend", "backend"), ("-n", "per_expansion"), ("--time-limit", "time_limit"),
-        ("--arch", "arch"), ("--max-elements", "max_elements"))]
+        ("--arch", "arch"), ("--max-elements", "max_elements"), ("--jobs", "jobs"))]
     extra = tuple(x for flag, v in passed if v is not None for x in (flag, str(v)))
     try:
         if args.budget is not None and args.budget < 1:
