@@ -47,6 +47,15 @@ class BenchConfig:
     task_timeout_s: float | None = None
     optimize_args: tuple[str, ...] = ()  # passed on to each `kernelpro optimize`
 
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> BenchConfig:
+        """The config as bench.sqlite keeps it (JSON: lists for tuples)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in stored.items() if k in known}
+        data["gpus"] = tuple(data.get("gpus", ()))
+        data["optimize_args"] = tuple(data.get("optimize_args", ()))
+        return cls(**data)
+
 
 @dataclass(frozen=True)
 class SearchRun:
@@ -178,13 +187,11 @@ class Bench:
             if not (self.out / "bench.sqlite").is_file():
                 raise ValueError(f"{self.out}: no bench store (bench.sqlite) to resume")
             self.store = BenchStore(self.out / "bench.sqlite")
-            stored = self.store.get("config") or {}
-            stored["gpus"] = tuple(stored.get("gpus", ()))
-            stored["optimize_args"] = tuple(stored.get("optimize_args", ()))
+            stored = BenchConfig.from_stored(self.store.get("config") or {})
             changes = {k: v for k, v in dataclasses.asdict(cfg).items()
                        if k in ("budget", "gpus", "workers", "ray_address", "task_timeout_s")
                        and v not in (None, (), 0)}  # 0 and empty: not given
-            cfg = dataclasses.replace(BenchConfig(**stored), **changes)
+            cfg = dataclasses.replace(stored, **changes)
             self.tasks = discover(Path(cfg.suite), cfg.level, parse_ids(cfg.tasks))
         else:
             if (self.out / "bench.sqlite").is_file():
@@ -201,9 +208,10 @@ class Bench:
 
     def todo(self) -> list[SuiteTask]:
         """Tasks without a finished search at this budget."""
+        rows = {r["key"]: r for r in self.store.rows()}
         left = []
         for task in self.tasks:
-            row = self.store.row(task.key)
+            row = rows.get(task.key)
             if row and row["status"] == "done" and (row["budget"] or 0) >= self.cfg.budget:
                 continue
             left.append(task)

@@ -123,7 +123,7 @@ def run_ray(bench: Bench, todo: list[SuiteTask],
         import ray
     except ImportError as exc:
         raise ValueError("--ray needs Ray: pip install 'kernelpro[cluster]'") from exc
-    from kernelpro.bench import SearchRun
+    from kernelpro.bench import SearchRun, done_line
 
     ray.init(address=bench.cfg.ray_address, log_to_driver=False,
              logging_level="ERROR", configure_logging=True)
@@ -171,8 +171,6 @@ def run_ray(bench: Bench, todo: list[SuiteTask],
                         unpack(out["tar"], bench.run_dir(task))
                     run = SearchRun(out["rc"], out["tail"], out["wall_s"], out["worker"])
                 row = bench.record(task, run)
-                from kernelpro.bench import done_line
-
                 on_event(done_line(row), row)
         except KeyboardInterrupt:
             bench.interrupted = True

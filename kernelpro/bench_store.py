@@ -47,6 +47,3 @@ class BenchStore(SqliteStore):
         cur = self.db.execute("SELECT * FROM tasks ORDER BY level, problem_id, name")
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-    def row(self, key: str) -> dict[str, Any] | None:
-        return next((r for r in self.rows() if r["key"] == key), None)

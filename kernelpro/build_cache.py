@@ -17,14 +17,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
-def default_root() -> Path:
-    """$KERNELPRO_BUILD_CACHE, else builds/ under $KERNELPRO_CACHE or ~/.cache/kernelpro."""
-    explicit = os.environ.get("KERNELPRO_BUILD_CACHE")
-    if explicit:
-        return Path(explicit)
+def cache_root() -> Path:
+    """kernelpro's cache: $KERNELPRO_CACHE, else kernelpro/ under $XDG_CACHE_HOME or ~/.cache."""
     base = os.environ.get("KERNELPRO_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "kernelpro")
-    return Path(base) / "builds"
+    return Path(base)
+
+
+def default_root() -> Path:
+    """$KERNELPRO_BUILD_CACHE (set for the scrubbed workers), else builds/ in the cache."""
+    explicit = os.environ.get("KERNELPRO_BUILD_CACHE")
+    return Path(explicit) if explicit else cache_root() / "builds"
 
 
 def build_key(kind: str, source: str, flags: Sequence[str], arch: str, toolchain: str) -> str:

@@ -18,10 +18,14 @@ for the static tier; calling it raises GpuRequired, which the evaluator reports 
 
 from __future__ import annotations
 
+import ctypes
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 from kernelpro.build_cache import BuildCache, CachedCompileError, build_key
 
@@ -113,14 +117,9 @@ def compile_cubin(source: str, name: str, arch: str, options: Sequence[str] = ()
 
 def target_arch() -> str:
     """The GPU's sm_XY, or KERNELPRO_ARCH (the dry run's --arch), or sm_90."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability()
-            return f"sm_{major}{minor}"
-    except Exception:
-        pass
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        return f"sm_{major}{minor}"
     return os.environ.get("KERNELPRO_ARCH", "sm_90")
 
 
@@ -147,11 +146,11 @@ class CudaKernel:
                  arch: str | None = None) -> None:
         self.name = name
         self.cubin, self.cache_hit = build(source, name, arch, options)
-        self._function: Any = None
+        self._launch: Callable[..., None] | None = None
 
-    def _load(self) -> Any:
-        import torch
-
+    def _load(self) -> Callable[..., None]:
+        """Load the cubin once and return the launcher for the binding in use: the launch is
+        on the timed path, so nothing is looked up again per call."""
         if not torch.cuda.is_available():
             from kernelpro.evaluate.compile import GpuRequired
 
@@ -164,7 +163,15 @@ class CudaKernel:
 
             self._module = cupy.cuda.function.Module()
             self._module.load(self.cubin.read_bytes())
-            return self._module.get_function(self.name)
+            function = self._module.get_function(self.name)
+
+            def launch_cupy(g: tuple[int, ...], b: tuple[int, ...], values: list[Any],
+                            shared_mem: int, stream: int) -> None:
+                # CuPy passes numpy scalars by value; an address is a 64-bit value.
+                args = tuple(np.uint64(v) if isinstance(v, _Pointer) else v for v in values)
+                with cupy.cuda.ExternalStream(stream):
+                    function(g, b, args, shared_mem=shared_mem)
+            return launch_cupy
         from cuda.bindings import driver
 
         err, module = driver.cuModuleLoadData(self.cubin.read_bytes())
@@ -172,42 +179,27 @@ class CudaKernel:
         err, function = driver.cuModuleGetFunction(module, self.name.encode())
         _check(err, f"cuModuleGetFunction({self.name})")
         self._module = module
-        return function
+
+        def launch_driver(g: tuple[int, ...], b: tuple[int, ...], values: list[Any],
+                          shared_mem: int, stream: int) -> None:
+            (err,) = driver.cuLaunchKernel(function, *g, *b, shared_mem, stream,
+                                           kernel_params(values), 0)
+            _check(err, f"cuLaunchKernel({self.name})")
+        return launch_driver
 
     def __call__(self, grid: Sequence[int], block: Sequence[int], args: Sequence[Any],
                  shared_mem: int = 0) -> None:
-        if self._function is None:
-            self._function = self._load()
-        import torch
-
-        values = [_c_value(a, self.name) for a in args]
-        g = (*grid, 1, 1)[:3]
-        b = (*block, 1, 1)[:3]
-        stream = torch.cuda.current_stream().cuda_stream
-        if binding() == "cupy":
-            import cupy
-            import numpy as np
-
-            # CuPy passes numpy scalars by value; a 64-bit address is a pointer parameter.
-            cupy_args = tuple(np.uint64(v) if isinstance(v, _Pointer) else v for v in values)
-            with cupy.cuda.ExternalStream(stream):
-                self._function(g, b, cupy_args, shared_mem=shared_mem)
-            return
-        from cuda.bindings import driver
-
-        (err,) = driver.cuLaunchKernel(self._function, *g, *b, shared_mem, stream,
-                                       kernel_params(values), 0)
-        _check(err, f"cuLaunchKernel({self.name})")
+        if self._launch is None:
+            self._launch = self._load()
+        self._launch((*grid, 1, 1)[:3], (*block, 1, 1)[:3],
+                     [_c_value(a, self.name) for a in args], shared_mem,
+                     torch.cuda.current_stream().cuda_stream)
 
 
 def kernel_params(values: Sequence[Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     """cuda-python's (values, ctypes types) form of launch arguments made by _c_value. An
     address travels as ctypes.c_void_p: its packer takes an int for that type (a None type is
     only for binding structures)."""
-    import ctypes
-
-    import numpy as np
-
     types = tuple(ctypes.c_void_p if isinstance(v, _Pointer)
                   else np.ctypeslib.as_ctypes_type(v.dtype) for v in values)
     plain = tuple(int(v) if isinstance(v, _Pointer) else v.item() for v in values)
@@ -221,9 +213,6 @@ class _Pointer(int):
 def _c_value(a: Any, kernel: str) -> Any:
     """The C value of one launch argument: pointer, long long, float, or a numpy scalar's
     own type."""
-    import numpy as np
-    import torch
-
     if isinstance(a, torch.Tensor):
         if not a.is_cuda:
             raise TypeError(f"CudaKernel {kernel}: tensor argument is on {a.device}, not CUDA")

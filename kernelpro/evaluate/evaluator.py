@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from kernelpro.build_cache import cache_root
 from kernelpro.evaluate.compile import detect_backend
 from kernelpro.evaluate.correctness import WallConfig
 from kernelpro.evaluate.guard import check_source
@@ -26,12 +27,6 @@ from kernelpro.evaluate.timing import TimingPolicy
 from kernelpro.evaluate.worker import Progress, WorkerLimits, run_worker
 from kernelpro.task import DEFAULT_MAX_ELEMENTS, KERNELBENCH_SEED, TaskError, plan_scale
 from kernelpro.types import EvalResult, ScalePlan, Task, failure
-
-
-def cache_root() -> Path:
-    base = os.environ.get("KERNELPRO_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "kernelpro")
-    return Path(base)
 
 
 @dataclass(frozen=True)

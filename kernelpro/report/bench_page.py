@@ -16,10 +16,7 @@ from kernelpro.report.svg import bar_chart
 def load_bench(bench_dir: Path) -> dict[str, Any]:
     store = BenchStore(bench_dir / "bench.sqlite")
     try:
-        cfg = store.get("config") or {}
-        cfg["gpus"] = tuple(cfg.get("gpus", ()))
-        cfg["optimize_args"] = tuple(cfg.get("optimize_args", ()))
-        return summarise(store.rows(), BenchConfig(**cfg))
+        return summarise(store.rows(), BenchConfig.from_stored(store.get("config") or {}))
     finally:
         store.close()
 
