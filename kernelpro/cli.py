@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 EXIT_CORRECT, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNVERIFIED = 0, 1, 2, 3
+# Verdicts that mean the candidate file (or the machine, for --require-sandbox) is unusable.
+UNUSABLE_INPUT = ("UnreadableCandidate", "CandidateTooLarge", "UnparseableCandidate",
+                  "SandboxUnavailable")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -52,8 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "only, its timing loop), to compare verdicts")
     ev.add_argument("--no-compile-baseline", action="store_true",
                     help="do not time torch.compile of the reference")
-    ev.add_argument("--compile-timeout", type=float, default=600.0, help="seconds (default 600)")
-    ev.add_argument("--run-timeout", type=float, default=600.0, help="seconds (default 600)")
+    ev.add_argument("--compile-timeout", type=float, default=300.0,
+                    help="seconds for importing and building the candidate (default 300)")
+    ev.add_argument("--run-timeout", type=float, default=None,
+                    help="seconds per forward call (default max(20, 50x the reference's time))")
+    ev.add_argument("--total-timeout", type=float, default=1800.0,
+                    help="seconds for the whole evaluation (default 1800)")
+    ev.add_argument("--require-sandbox", action="store_true",
+                    help="refuse to run the candidate without an OS sandbox (default: run it "
+                         "and say `unsandboxed` in the verdict)")
+    ev.add_argument("--max-candidate-bytes", type=int, default=1 << 20,
+                    help="larger candidate files are refused (default 1 MiB)")
     ev.add_argument("--keep", type=Path, default=None,
                     help="directory for kept cubins (default ~/.cache/kernelpro/artifacts)")
     ev.add_argument("--keep-workdir", action="store_true",
@@ -115,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--jobs", type=int, default=2,
                      help="candidates evaluated at once: their compiles overlap, the GPU is "
                           "taken in turn (2)")
+    opt.add_argument("--require-sandbox", action="store_true",
+                     help="refuse to run where no OS sandbox can confine the candidates")
     opt.add_argument("--no-prefetch", action="store_true",
                      help="do not ask the proposer for the next expansion during evaluation")
     opt.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -183,6 +197,10 @@ def _eval_config(args: argparse.Namespace) -> Any:
         raise ValueError("--trials must be at least 1")
     if args.tol is not None and not args.tol > 0:
         raise ValueError("--tol must be positive")
+    for name in ("compile_timeout", "run_timeout", "total_timeout"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive")
     return EvalConfig(
         arch=args.arch, device="cpu" if args.cpu else "auto", scale=args.scale,
         max_elements=args.max_elements or DEFAULT_MAX_ELEMENTS,
@@ -190,7 +208,9 @@ def _eval_config(args: argparse.Namespace) -> Any:
         timing=not args.no_timing, compile_baseline=not args.no_compile_baseline,
         strict=args.strict, kernelbench_compat=args.kernelbench_compat,
         limits=WorkerLimits(compile_timeout_s=args.compile_timeout,
-                            run_timeout_s=args.run_timeout),
+                            run_timeout_s=args.run_timeout,
+                            total_timeout_s=args.total_timeout),
+        require_sandbox=args.require_sandbox, max_candidate_bytes=args.max_candidate_bytes,
         artifacts_dir=args.keep, keep_workdir=args.keep_workdir)
 
 
@@ -219,6 +239,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from kernelpro.render import print_verdict
 
         print_verdict(task, args.candidate, result)
+    if result.error_class in UNUSABLE_INPUT:
+        return EXIT_BAD_INPUT
     if result.status == "correct":
         return EXIT_CORRECT
     return EXIT_UNVERIFIED if result.status == "unverified" else EXIT_FAILED
@@ -371,16 +393,28 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                              select_m=args.select_m, model=args.model, replay_log=args.replay,
                              objective=args.objective, arch=args.arch,
                              max_elements=args.max_elements, mcts=parse_mcts(args.mcts),
-                             jobs=args.jobs, prefetch=not args.no_prefetch)
+                             jobs=args.jobs, prefetch=not args.no_prefetch,
+                             require_sandbox=args.require_sandbox)
+        from kernelpro.evaluate import sandbox
+
+        mech = sandbox.detect()  # before the run store exists: Ctrl-C from then on is saved
+        if args.require_sandbox and not mech.sandboxed:
+            raise ValueError(f"--require-sandbox: {mech.describe()}")
         opt = Optimizer(task, cfg, run_dir, resume=args.resume is not None)
     except (TaskError, ValueError, OSError) as exc:
         report_error(str(exc), args.json)
         return EXIT_BAD_INPUT
-    if not args.json:
-        print(f"kernelpro optimize {task.name}: {opt.proposer_line}; run directory {run_dir}"
-              + ("; no GPU: dry run, nothing will be timed" if opt.gpu is None else ""),
-              file=sys.stderr)
-    summary = _run_optimize(opt, args.json)
+    except KeyboardInterrupt:  # before anything was evaluated: nothing to save
+        return 130
+    try:
+        if not args.json:
+            print(f"kernelpro optimize {task.name}: {opt.proposer_line}; run directory "
+                  f"{run_dir}" + ("; no GPU: dry run, nothing will be timed"
+                                  if opt.gpu is None else "")
+                  + f"; candidates run {mech.describe()}", file=sys.stderr)
+        summary = _run_optimize(opt, args.json)
+    except KeyboardInterrupt:  # between the store's creation and the search's own handler
+        summary = opt.interrupted()
     if args.json:
         print(json.dumps(summary))
     else:

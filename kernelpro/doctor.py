@@ -103,5 +103,48 @@ def diagnose_machine(probe_counters: bool = True) -> dict[str, Any]:
         report["ncu counters"] = ncu_counter_access(ncu, sys.executable)
     else:
         report["ncu counters"] = "n/a (needs a GPU and ncu)"
+    report["sandbox"] = sandbox_report()
     report["api key set"] = "yes" if os.environ.get("OPENAI_API_KEY") else "no"
     return report
+
+
+def sandbox_report() -> str:
+    """Which OS sandbox candidates run in here, and with a GPU whether it passes the device
+    nodes through (both tried for real)."""
+    from kernelpro.evaluate import sandbox
+
+    mech = sandbox.detect()
+    text = mech.describe()
+    if mech.sandboxed:
+        nodes = sandbox.gpu_device_nodes()
+        if nodes:
+            text += f"; GPU device nodes passed in: {', '.join(nodes[:4])}; " + _cuda_inside(mech)
+    else:
+        text += " — `--require-sandbox` refuses to evaluate here"
+    return text
+
+
+def _cuda_inside(mech: Any) -> str:
+    """Whether CUDA works for a process in the sandbox (driver libraries and device nodes
+    visible to the unprivileged runner), tried for real."""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from kernelpro.evaluate import sandbox
+
+    probe = "import torch; torch.ones(1, device='cuda').add_(1); print('cuda ok')"
+    with tempfile.TemporaryDirectory(prefix="kernelpro-doctor-") as tmp:
+        layout = sandbox.Layout(tuple(sandbox.default_ro_paths()), gpu=True)
+        argv = sandbox.wrap(mech, layout, [sys.executable, "-c", probe], Path(tmp) / "root")
+        env = {k: v for k, v in os.environ.items()
+               if k in ("PATH", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "PYTHONPATH")}
+        env["HOME"] = sandbox.SCRATCH
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"CUDA inside the sandbox: unknown ({type(exc).__name__})"
+    if "cuda ok" in proc.stdout:
+        return "CUDA works inside the sandbox"
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+    return f"CUDA FAILS inside the sandbox: {tail[0][:160]}"

@@ -129,10 +129,13 @@ def build(source: str, name: str, arch: str | None = None, options: Sequence[str
     arch = arch or target_arch()
     opts = (*DEFAULT_OPTIONS, *options)
     cache = cache or BuildCache()
-    key = build_key("nvrtc", source, opts, arch, nvrtc_version())
+    version = nvrtc_version()
+    key = build_key("nvrtc", source, opts, arch, version)
+    recipe = {"kind": "nvrtc", "source": source, "name": name, "options": list(opts),
+              "arch": arch, "toolchain": version, "key": key}
     try:
         path, hit = cache.get_or_build(key, lambda: compile_cubin(source, name, arch, opts),
-                                       lambda e: isinstance(e, NvrtcError))
+                                       lambda e: isinstance(e, NvrtcError), recipe)
     except CachedCompileError as exc:
         raise NvrtcError(str(exc)) from None
     BUILT.append(path)

@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import re
 import sys
+import threading
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +33,10 @@ MIN_SCALED_VALUE = 8
 DEFAULT_MAX_ELEMENTS = 1 << 18
 
 KERNELBENCH_SEED = 42  # KernelBench seeds model construction and trial seeds from 42
+# CPython 3.11's AST builder keeps its recursion depth in interpreter-wide state: two threads
+# parsing at once can fail with "AST constructor recursion depth mismatch". Parsers that may
+# run beside another thread (evaluate_many's pool, the proposal prefetch) take this lock.
+PARSE_LOCK = threading.Lock()
 
 
 class TaskError(Exception):

@@ -117,7 +117,8 @@ class EvalResult:
     scale: str = "full size"
     notes: list[str] = field(default_factory=list)  # what was skipped and why
     cubins: list[str] = field(default_factory=list)  # kept device binaries
-    log_tail: str = ""  # last lines of the worker's stdout/stderr, for the next prompt
+    log_tail: str = ""  # last lines of the runner's stdout/stderr, for the next prompt
+    sandbox: str = ""  # how the candidate was confined, or `unsandboxed: why`
     wall_s: float = 0.0
     # Seconds per phase on a GPU: load_s (start to asking for the GPU: imports, compile),
     # queue_s (waiting for the per-GPU lock), gpu_s (holding it: correctness, timing).

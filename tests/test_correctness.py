@@ -50,7 +50,8 @@ def test_redistribute_changes_only_floating_inputs():
     (torch.zeros(3, 5), "shape (3, 5) != reference (4, 5)"),
     (torch.zeros(4, 5, dtype=torch.float64), "dtype torch.float64"),
     (torch.full((4, 5), float("nan")), "20 NaN/Inf values"),
-    ((torch.zeros(4, 5), torch.zeros(4, 5)), "output count 2 != reference 1"),
+    ((torch.zeros(4, 5), torch.zeros(4, 5)), "a sequence of 2 where the reference returns a "
+                                              "tensor"),
     ("a string", "output: forward returned str"),
 ])
 def test_compare_rejects_structural_mismatches(cand, fragment):
@@ -104,9 +105,10 @@ def test_wall_passes_an_honest_candidate_with_every_check_listed():
     assert report.passed and report.reason is None
     assert names == ["allclose", "plain_tensor_output", "relative_error", "inputs_unchanged",
                      "input_dependence", "distribution_normal", "distribution_signed",
-                     "distribution_scaled", "distribution_spikes"]
+                     "distribution_scaled", "distribution_spikes",
+                     "distribution_outliers"]
     assert all(c.passed for c in report.checks)
-    assert len(report.trials) == 5 + 4
+    assert len(report.trials) == 5 + 5
 
 
 def test_wall_rejects_input_mutation_even_when_the_output_is_right():

@@ -140,6 +140,39 @@ def test_nvrtc_candidate_on_the_cpu_is_compiled_and_unverified(tmp_path):
     assert "relu" in listing and "code for sm_90" in listing
 
 
+def test_the_judge_rebuilds_a_runners_builds_into_the_shared_cache(tmp_path, monkeypatch):
+    """The runner sees the shared cache read-only; what it built comes back as recipes, the
+    judge compiles them in a runner with no candidate and files the result: the second
+    evaluation of the same kernel is a cache hit."""
+    import os
+
+    shared = Path(os.environ["KERNELPRO_CACHE"]) / "builds"
+    first = evaluate_candidate(load_task(TINY), NVRTC_RELU, EvalConfig(artifacts_dir=tmp_path))
+    assert first.status == "unverified", first.reason
+    assert any("rebuilt by the judge" in n for n in first.notes), first.notes
+    cubins = list(shared.glob("*/*.cubin"))
+    assert len(cubins) == 1 and cubins[0].read_bytes().startswith(b"\x7fELF")
+    recipes = list(shared.glob("*/*.recipe.json"))
+    assert recipes == []  # recipes live in the runners' scratch, not in the shared cache
+    second = evaluate_candidate(load_task(TINY), NVRTC_RELU, EvalConfig(artifacts_dir=tmp_path))
+    assert second.status == "unverified" and len(second.cubins) == 1  # the hit, read in the
+    assert not any("rebuilt by the judge" in n for n in second.notes)  # sandbox; nothing new
+
+
+def test_a_recipe_is_compiled_only_when_its_key_is_what_it_hashes_to():
+    from kernelpro.evaluate.artifacts import valid_recipe
+
+    recipe = {"kind": "nvrtc", "source": "extern \"C\" __global__ void k() {}", "name": "k",
+              "options": ["--std=c++17"], "arch": "sm_90", "toolchain": "nvrtc 13.0"}
+    recipe["key"] = build_key("nvrtc", recipe["source"], recipe["options"], recipe["arch"],
+                              recipe["toolchain"])
+    assert valid_recipe(recipe)
+    assert not valid_recipe({**recipe, "source": recipe["source"] + " "})  # another key's
+    assert not valid_recipe({**recipe, "name": "k; rm -rf /"})
+    assert not valid_recipe({**recipe, "options": ["x"] * 100})
+    assert not valid_recipe({**recipe, "arch": "compute_90 --foo"})
+
+
 def test_evaluate_many_keeps_order(tmp_path):
     task = load_task(TINY)
     paths = [CANDIDATES / "relu_wrong_threshold.py", NVRTC_RELU]
@@ -148,10 +181,10 @@ def test_evaluate_many_keeps_order(tmp_path):
 
 
 def test_gpu_lock_serialises_two_processes(tmp_path):
-    """Two processes take the lock the child takes before correctness: the second gets it
+    """Two processes take the lock the judge takes before correctness: the second gets it
     only after the first exits (the OS releases an flock with its process)."""
     script = ("import sys, time; from pathlib import Path\n"
-              "from kernelpro.evaluate.child import acquire_lock\n"
+              "from kernelpro.evaluate.judge import acquire_lock\n"
               "acquire_lock(Path(sys.argv[1])); t = time.time()\n"
               "print(t, flush=True); time.sleep(1.0)\n")
     lock = tmp_path / "gpu-test.lock"

@@ -97,11 +97,23 @@ def test_counter_permission_errors_are_recognised():
 
 
 def test_ncu_command_profiles_the_marked_forward_with_the_metric_list():
-    cmd = ncu.ncu_command("ncu", "python", "task.py", "cand.py")
+    cmd = ncu.ncu_command("ncu", "python", "inputs.json", "cand.py")
     assert cmd[:5] == ["ncu", "--csv", "--page", "raw", "--metrics"]
     assert cmd[5].split(",") == list(ncu.METRICS)
     assert "kernelpro_profiled/" in cmd and cmd[-3:] == ["kernelpro.profile.ncu_target",
-                                                          "task.py", "cand.py"]
+                                                          "inputs.json", "cand.py"]
+
+
+def test_ncu_inputs_cross_as_data_the_target_can_rebuild():
+    import base64
+
+    from kernelpro.evaluate import channel
+    from tests.conftest import FIXTURES
+
+    data = ncu.ncu_inputs(FIXTURES / "tasks" / "tiny_relu.py")
+    init, inputs = channel.unpack(data["tree"], channel.decode_tensors(
+        base64.b64decode(data["tensors"])))
+    assert init == [] and inputs[0].shape == (67, 97) and data["dtype"] == "float32"
 
 
 def test_dominant_kernel_is_the_longest():

@@ -12,12 +12,14 @@ such as cross-entropy and masked cumsum); the verdict says so.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from kernelpro.evaluate.correctness import WallReport, prepare, set_seed, trial_seeds
+from kernelpro.evaluate.correctness import WallReport, invoke, prepare, set_seed, trial_seeds
 from kernelpro.types import CheckResult
 
 KB_WARMUP = 3
@@ -35,13 +37,10 @@ def kernelbench_wall(ref: Callable[..., Any], cand: Callable[..., Any],
     for i, s in enumerate(trial_seeds(seed, trials)):
         set_seed(s)
         inputs = prepare(get_inputs(), device, dtype)
-        with torch.no_grad():
-            set_seed(s)
-            ref_out = ref(*inputs)
-            sync()
-            set_seed(s)
-            cand_out = cand(*inputs)
-            sync()
+        ref_out = invoke(ref, inputs, s)
+        sync()
+        cand_out = invoke(cand, inputs, s)
+        sync()
         problem = _kb_compare(ref_out, cand_out, tol)
         report.trials.append({"label": f"trial {i}", "seed": s, "ok": problem is None})
         if problem:
@@ -91,3 +90,28 @@ def _round3(x: float) -> float:
     if x <= 0 or not math.isfinite(x):
         return x
     return round(x, 2 - math.floor(math.log10(abs(x))))
+
+
+def time_kernelbench(ctx: Any, ref_model: Any, ref_mod: Any, cand: Any, device: Any,
+                     dtype: Any) -> dict[str, Any]:
+    """KernelBench's timing (--kernelbench-compat): its loop in the judge for the reference
+    and in the runner for the candidate, on the same inputs; the claim must fit the clock."""
+    from kernelpro.evaluate.signatures import tag
+    from kernelpro.task import call_get_inputs
+
+    set_seed(42)
+    inputs = prepare(call_get_inputs(Path(ctx.req["task_path"]), ref_mod), device, dtype)
+    with torch.no_grad():
+        eager, _ = kernelbench_time_ms(lambda: ref_model(*inputs), device)
+    t0 = time.perf_counter()
+    reply, _ = cand.runner.request({"op": "kb_time", "model": cand.model}, inputs,
+                                   cand.timeout_s * (KB_TRIALS + 4), 1 << 20,
+                                   "KernelBench's timing loop")
+    wall = (time.perf_counter() - t0) * 1e3
+    claim = float(reply.get("ms", -1))
+    if not math.isfinite(claim) or claim <= 0 or claim * KB_TRIALS > wall * 1.01:
+        return dict(status="incorrect", stage="timing", error_class="ClaimRejected",
+                    reason=f"the runner claimed {claim:.4g} ms per call for {KB_TRIALS} calls "
+                           f"that took {wall:.4g} ms on the judge's clock {tag(9)}")
+    return dict(status="correct", stage="timing", correct=True, timed=True, runtime_ms=claim,
+                eager_ms=eager, speedup_eager=eager / claim)

@@ -39,7 +39,11 @@ FAMILIES = {
                     "cudnn_convolution", "mkldnn_convolution", "convolution_overrideable",
                     "_slow_conv2d_forward", "slow_conv3d_forward", "conv_transpose2d"},
     "softmax": {"_softmax", "softmax", "_log_softmax", "log_softmax", "_safe_softmax"},
-    "layer_norm": {"native_layer_norm", "layer_norm"},
+    # One normalisation under another name (LayerNorm as GroupNorm(1), exploit 22).
+    "normalization": {"native_layer_norm", "layer_norm", "native_group_norm", "group_norm",
+                      "native_batch_norm", "batch_norm", "_native_batch_norm_legit",
+                      "_native_batch_norm_legit_no_training", "instance_norm", "rms_norm",
+                      "_fused_rms_norm"},
     "attention": {"_scaled_dot_product_flash_attention", "scaled_dot_product_attention",
                   "_scaled_dot_product_efficient_attention", "_flash_attention_forward",
                   "_scaled_dot_product_cudnn_attention", "_efficient_attention_forward",
@@ -118,10 +122,12 @@ class Delegation:
     shared: list[str] = field(default_factory=list)  # reference work ops the candidate calls
     delegated_core: list[str] = field(default_factory=list)  # of those, the core ones
     library_kernels: list[str] = field(default_factory=list)  # vendor kernels seen on a GPU
+    flop_share: float = 0.0  # FLOPs of the candidate's own aten ops / the reference's
 
     @property
     def flagged(self) -> bool:
-        return bool(self.delegated_core or self.library_kernels)
+        return bool(self.delegated_core or self.library_kernels) \
+            or self.flop_share >= CORE_FLOP_SHARE
 
     def describe(self) -> str:
         parts = []
@@ -131,11 +137,16 @@ class Delegation:
         if self.library_kernels:
             parts.append("launches vendor-library kernels "
                          + ", ".join(sorted(set(self.library_kernels))[:3]))
+        if self.flop_share >= CORE_FLOP_SHARE and not self.delegated_core:
+            parts.append(f"does {100 * self.flop_share:.0f}% of the reference's FLOPs in "
+                         "PyTorch ops (an equivalent op of another family does the core work)")
         return "; ".join(parts)
 
 
 def judge(ref_flops: dict[str, int], ref_rec: AtenRecorder, cand_rec: AtenRecorder,
-          kernel_names: Iterable[str] = ()) -> Delegation:
+          kernel_names: Iterable[str] = (), cand_flops: int = 0) -> Delegation:
+    """`cand_flops`: the most FLOPs the candidate's aten ops did in one call (torch's flop
+    counter); a share of the reference's that large is the core work, whatever the op."""
     core = core_families(ref_flops, ref_rec)
     ref_fams = {family(op) for op in ref_rec.work_ops()}
     shared = sorted(op for op in cand_rec.work_ops() if family(op) in ref_fams)
@@ -144,5 +155,6 @@ def judge(ref_flops: dict[str, int], ref_rec: AtenRecorder, cand_rec: AtenRecord
     delegated += [op for op in cand_rec.work_ops()
                   if family(op) in core and op not in delegated]
     library = [k for k in kernel_names if LIBRARY_KERNEL.search(k)]
+    total = sum(ref_flops.values())
     return Delegation(core=core, shared=shared, delegated_core=sorted(set(delegated)),
-                      library_kernels=library)
+                      library_kernels=library, flop_share=cand_flops / total if total else 0.0)

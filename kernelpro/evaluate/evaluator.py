@@ -1,12 +1,16 @@
-"""Evaluate one candidate file against a task: guard, then an isolated worker, then a verdict.
+"""Evaluate one candidate file against a task: guard, then the judge and its sandboxed runner.
 
 This is the only entry point the rest of kernelpro uses; it decides the mode (GPU, or the CPU
 dry run of DESIGN §10), the shapes (full on a GPU, scaled down for the Triton interpreter), and
-where device binaries are kept.
+where device binaries are kept. What it does with the candidate's text itself is bounded: the
+file is read up to a size limit and parsed once (the guard); everything else happens in the
+judge (judge.py), which never runs candidate code, and the runner (runner.py), which runs it
+in an OS sandbox. Secrets of this process's environment are masked in every verdict.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
@@ -19,13 +23,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from kernelpro.build_cache import cache_root
+from kernelpro.build_cache import cache_root, default_root
 from kernelpro.evaluate.compile import detect_backend
 from kernelpro.evaluate.correctness import WallConfig
 from kernelpro.evaluate.guard import check_source
 from kernelpro.evaluate.timing import TimingPolicy
 from kernelpro.evaluate.worker import Progress, WorkerLimits, run_worker
-from kernelpro.task import DEFAULT_MAX_ELEMENTS, KERNELBENCH_SEED, TaskError, plan_scale
+from kernelpro.redact import redact
+from kernelpro.task import (
+    DEFAULT_MAX_ELEMENTS,
+    KERNELBENCH_SEED,
+    PARSE_LOCK,
+    TaskError,
+    plan_scale,
+)
 from kernelpro.types import EvalResult, ScalePlan, Task, failure
 
 
@@ -42,6 +53,11 @@ class EvalConfig:
     timing_policy: TimingPolicy = field(default_factory=TimingPolicy)
     compile_baseline: bool = True  # also time torch.compile of the reference
     guard: bool = True  # the AST guard; off only to test the worker's own isolation
+    require_sandbox: bool = False  # an error, not an `unsandboxed` verdict, without a sandbox
+    # Tests only: run the timing protocol's checks with the host clock on a machine without
+    # a GPU (a stand-in for CUDA events; nothing it measures is reported as a time).
+    host_timing_test: bool = False
+    max_candidate_bytes: int = 1 << 20  # larger candidate files are bad input
     strict: bool = False  # reject (not just flag) a candidate that delegates the core op
     kernelbench_compat: bool = False  # KernelBench's own protocol instead of ours
     energy: bool = False  # also joules per call from NVML's energy counter (GPU)
@@ -75,17 +91,49 @@ def evaluate_candidate(task: Task, candidate_path: Path, cfg: EvalConfig,
 
     `progress(stage, seconds)` is called while the worker runs, for a live status line.
     """
+    result = _evaluate(task, Path(candidate_path), cfg, progress)
+    return redact(result)
+
+
+def read_candidate(path: Path, limit: int) -> str | EvalResult:
+    """The candidate's text, or the failure that makes it unusable input (exit code 2)."""
     try:
-        source = Path(candidate_path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        return failure("guard", "UnreadableCandidate", f"{candidate_path}: {exc}")
-    backend = detect_backend(source)
-    if cfg.guard:
-        findings = check_source(source)
-        if findings:
-            more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""
-            return failure("guard", "GuardViolation", findings[0].render() + more,
-                           backend=backend, checks=[])
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        return failure("guard", "UnreadableCandidate", f"{path}: {exc}")
+    if len(data) > limit:
+        return failure("guard", "CandidateTooLarge", f"{path} is over {limit} bytes (a kernel "
+                       "file is far smaller; --max-candidate-bytes raises the limit)")
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        return failure("guard", "UnreadableCandidate", f"{path}: not UTF-8 ({exc})")
+
+
+def _evaluate(task: Task, candidate_path: Path, cfg: EvalConfig,
+              progress: Progress | None) -> EvalResult:
+    source = read_candidate(candidate_path, cfg.max_candidate_bytes)
+    if isinstance(source, EvalResult):
+        return source
+    with PARSE_LOCK:  # parsing beside another thread (see task.py)
+        try:
+            ast.parse(source)
+        except (RecursionError, MemoryError) as exc:
+            return failure("guard", "UnparseableCandidate", f"the candidate cannot be parsed "
+                           f"({type(exc).__name__}: nested or repeated too deeply)")
+        except (SyntaxError, ValueError):
+            pass  # the guard names the syntax error with its line
+        backend = detect_backend(source)
+        try:
+            findings = check_source(source) if cfg.guard else []
+        except (RecursionError, MemoryError) as exc:
+            return failure("guard", "UnparseableCandidate", f"the guard cannot walk the "
+                           f"candidate ({type(exc).__name__})", backend=backend)
+    if findings:
+        more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""
+        return failure("guard", "GuardViolation", findings[0].render() + more,
+                       backend=backend, checks=[])
     gpu = cfg.device == "auto" and _gpu_present()
     scale_down = cfg.scale == "down" or (cfg.scale == "auto" and not gpu)
     try:
@@ -99,13 +147,16 @@ def evaluate_candidate(task: Task, candidate_path: Path, cfg: EvalConfig,
     work_dir = Path(tempfile.mkdtemp(prefix="kernelpro-eval-"))
     candidate_copy = work_dir / "candidate.py"  # Triton reads kernel source from a real file
     candidate_copy.write_text(source)
+    candidate_copy.chmod(0o644)  # the sandboxed runner reads it as another uid
     baseline_key = _baseline_key(task, plan) if gpu else None
+    shared_builds = default_root()
+    shared_builds.mkdir(parents=True, exist_ok=True)
     request = {
         "mode": "gpu" if gpu else "cpu",
         "task_path": str(task.path),
         "task_source": _scaled_source(task, plan),
         "dtype": task.dtype,
-        "candidate_path": str(candidate_copy),
+        "candidate_file": str(candidate_copy),
         "backend": backend,
         "arch": cfg.arch,
         "seed": KERNELBENCH_SEED,
@@ -119,6 +170,9 @@ def evaluate_candidate(task: Task, candidate_path: Path, cfg: EvalConfig,
         "compile_ms": _cached_baseline(baseline_key),
         "artifacts_dir": str(artifacts),
         "gpu_lock_dir": str(cache_root() / "locks") if gpu and cfg.gpu_lock else None,
+        "require_sandbox": cfg.require_sandbox,
+        "host_timing": cfg.host_timing_test,
+        "shared_builds": str(shared_builds),
     }
     try:
         result = run_worker(request, work_dir, cfg.limits, progress)

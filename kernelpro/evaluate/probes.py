@@ -1,14 +1,19 @@
 """Robust-mode probes after the correctness wall (DESIGN §4), each one check in the verdict.
 
-The wall compares outputs; these calls look for behaviour a comparison cannot see: a result
-cached by input address, an output that is still being written after forward returns, a
-second call that differs from the first, an exception swallowed inside the candidate, threads
-left running, harness functions replaced, the core op handed back to PyTorch, and a kernel that
-only works at the benchmark's one shape.
+They run in the judge against the candidate in its runner (`RemoteModel`): a second call on
+the same inputs, an earlier output re-read after a later call (a buffer the model reuses),
+new values in the very input tensors of an earlier call (a cache keyed by address or version
+counter), a snapshot at return against one taken later (work still running), the runner's
+reports of every call (a failed kernel launch followed by a normal return, threads left
+running, a changed precision flag, a lazy tensor subclass), the core op handed back to
+PyTorch, and the task rebuilt at other shapes. The reports are the runner's claims: they can
+reject a candidate, never pass one.
 """
 
 from __future__ import annotations
 
+import secrets
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,39 +25,31 @@ from kernelpro.evaluate.correctness import (
     clone_all,
     compare,
     flatten_outputs,
+    invoke,
+    output_rms,
     redistribute,
     set_seed,
 )
-from kernelpro.evaluate.integrity import (
-    HandledExceptionTracer,
-    HarnessSnapshot,
-    namespace_reason,
-    settle,
-    threads_reason,
-)
+from kernelpro.evaluate.remote import CandidateError
 from kernelpro.evaluate.signatures import tag
 from kernelpro.types import CheckResult
 
 Forward = Callable[..., Any]
-# Builds (reference, candidate, inputs) at another shape, or returns a reason it cannot.
-OtherShape = Callable[[], "tuple[Forward, Forward, list[Any], str] | str"]
+# Builds (reference, candidate, inputs, changes) at another shape, or returns why it cannot.
+OtherShape = Callable[[], "tuple[Forward, Any, list[Any], str] | str"]
+RUNNER_SAYS = "reported by the runner"
 
 
 @dataclass
 class ProbeContext:
     ref: Forward
-    cand: Forward
+    cand: Any  # a RemoteModel: call(), reread(), reports
     inputs: list[Any]  # trial 0's pristine inputs (never passed to a model directly)
     expected: Any  # the reference output on them
     tol: float
-    seed: int
-    candidate_file: str
-    snapshot: HarnessSnapshot
-    sync: Callable[[], None] = lambda: None
-    modules: tuple[Any, Any] | None = None  # (candidate module, reference module)
     strict: bool = False  # reject delegation of the core op instead of flagging it
     other_shape: OtherShape | None = None
-    kernel_names: Callable[[Callable[[], Any]], list[str]] | None = None  # GPU profiler
+    kernel_names: list[str] | None = None  # GPU kernels seen by the judge's observer
 
 
 @dataclass
@@ -61,7 +58,6 @@ class ProbeReport:
     reason: str | None = None  # the first rejection
     notes: list[str] = field(default_factory=list)
     delegation: dlg.Delegation | None = None
-    cand_ops: dlg.AtenRecorder | None = None  # aten ops of the candidate's traced call
 
     def add(self, name: str, problem: str | None, rejects: bool = True) -> bool:
         """Record a check; True when it rejected the candidate."""
@@ -71,14 +67,6 @@ class ProbeReport:
         return bool(problem and rejects)
 
 
-def _call(ctx: ProbeContext, fn: Forward, args: list[Any]) -> Any:
-    set_seed(ctx.seed)
-    with torch.no_grad():
-        out = fn(*args)
-    ctx.sync()
-    return out
-
-
 def _snapshot(out: Any) -> list[torch.Tensor]:
     return [t.detach().clone() for t in flatten_outputs(out)]
 
@@ -86,123 +74,146 @@ def _snapshot(out: Any) -> list[torch.Tensor]:
 def _differs(before: list[torch.Tensor], out: Any) -> bool:
     now = flatten_outputs(out)
     return len(now) != len(before) or any(
-        not torch.equal(torch.nan_to_num(a), torch.nan_to_num(b.detach()))
+        a.shape != b.shape or not torch.equal(torch.nan_to_num(a), torch.nan_to_num(b))
         for a, b in zip(before, now, strict=True))
 
 
 def run_probes(ctx: ProbeContext) -> ProbeReport:
     """Every probe in order; stops at the first rejection."""
     rep = ProbeReport()
-    for probe in (_namespaces, _repeat_and_trace, _settled, _stale_cache, _threads,
-                  _harness, _delegation, _other_shape):
+    for probe in (_reports, _repeat_call, _settled, _stale_cache, _reports, _delegation,
+                  _other_shape):
         if probe(ctx, rep):
             break
     return rep
 
 
-def _namespaces(ctx: ProbeContext, rep: ProbeReport) -> bool:
-    if ctx.modules is None:
-        return False
-    return rep.add("separate_namespaces", namespace_reason(*ctx.modules))
+def _reports(ctx: ProbeContext, rep: ProbeReport) -> bool:
+    """What the runner saw during the calls so far."""
+    found: dict[str, str | None] = {"plain_tensor_type": None, "no_fallback": None,
+                                    "no_threads": None, "precision_flags": None,
+                                    "op_trace_intact": None}
+    for report in ctx.cand.reports:
+        ops = report.get("ops")
+        if isinstance(ops, dict) and ops.get("complete") is not True \
+                and found["op_trace_intact"] is None:
+            found["op_trace_intact"] = (
+                f"the profiler's trace of a call was cut short or broken ({RUNNER_SAYS}): the "
+                f"candidate stopped or tampered with it {tag(8)}")
+        types = report.get("types") or []
+        if types and found["plain_tensor_type"] is None:
+            found["plain_tensor_type"] = (
+                f"forward returned a {str(types[0])[:40]}, not a plain tensor ({RUNNER_SAYS}): "
+                f"its work may be deferred until the values are read {tag(10)}")
+        errors = report.get("launch_errors") or []
+        if errors and found["no_fallback"] is None:
+            found["no_fallback"] = (
+                f"a kernel launch failed during forward ({str(errors[0])[:120]}) and forward "
+                f"still returned ({RUNNER_SAYS}): the work was done another way {tag(14)}")
+        threads = report.get("threads") or []
+        if threads and found["no_threads"] is None:
+            found["no_threads"] = (
+                f"the candidate left {len(threads)} thread(s) running after forward "
+                f"({', '.join(str(t)[:30] for t in threads[:3])}; {RUNNER_SAYS}): work can "
+                f"happen outside the timed region {tag(11)}")
+        flag = report.get("flags")
+        if flag and found["precision_flags"] is None:
+            found["precision_flags"] = f"{str(flag)[:160]} ({RUNNER_SAYS}) {tag(12)}"
+    for name, problem in found.items():  # the second pass replaces the first one's checks
+        rep.checks = [c for c in rep.checks if c.name != name]
+        if rep.add(name, problem):
+            return True
+    return False
 
 
-def _repeat_and_trace(ctx: ProbeContext, rep: ProbeReport) -> bool:
-    """Two calls on the same inputs: the second traced for swallowed exceptions and recorded
-    for aten ops; the first call's output must survive the second."""
-    first = _call(ctx, ctx.cand, clone_all(ctx.inputs))
+def _repeat_call(ctx: ProbeContext, rep: ProbeReport) -> bool:
+    """Two calls on the same inputs: the second must match the reference; then a call on
+    other inputs, after which the first call's output, read again, must be unchanged."""
+    seed = secrets.randbits(31)
+    first, first_id = ctx.cand.call(clone_all(ctx.inputs), seed, keep=True)
     kept = _snapshot(first)
-    tracer = HandledExceptionTracer(ctx.candidate_file)
-    recorder = dlg.AtenRecorder()
-    set_seed(ctx.seed)
-    args = clone_all(ctx.inputs)
-    with torch.no_grad(), tracer, recorder:
-        again = ctx.cand(*args)
-        ctx.sync()
-    if rep.add("no_fallback", tracer.reason()):
-        return True
+    again, _ = ctx.cand.call(clone_all(ctx.inputs), seed)
     cmp = compare(ctx.expected, again, ctx.tol)
     if rep.add("repeat_call", None if cmp.ok else
                f"second call on the same inputs: {cmp.reason} (state kept between calls, such "
                f"as a result cached from an earlier call, or a race) {tag(2)}"):
         return True
-    if rep.add("outputs_independent", f"a later call changed an earlier call's output: it "
-               f"returns a buffer the model reuses {tag(10)}" if _differs(kept, first)
-               else None):
-        return True
-    rep.cand_ops = recorder
-    return False
+    set_seed(secrets.randbits(31))
+    ctx.cand.call(redistribute(ctx.inputs, "normal"), seed)
+    reread = ctx.cand.reread(first_id)
+    return rep.add("outputs_independent", f"a later call changed an earlier call's output: it "
+                   f"returns a buffer the model reuses {tag(10)}" if _differs(kept, reread)
+                   else None)
 
 
 def _settled(ctx: ProbeContext, rep: ProbeReport) -> bool:
-    """The output must be final when forward returns: snapshot it at once (no device-wide
-    synchronize), wait, and compare."""
-    set_seed(ctx.seed)
-    with torch.no_grad():
-        out = ctx.cand(*clone_all(ctx.inputs))
-        early = _snapshot(out)  # ordered on the current stream only
-    ctx.sync()
-    settle()
-    ctx.sync()
-    late = _differs(early, out)
+    """The output must be final when forward returns: the runner snapshots it at return
+    (ordered on the current stream only) and again after a device-wide sync and a pause."""
+    ctx.cand.call(clone_all(ctx.inputs), secrets.randbits(31), settle=True)
+    late = bool(ctx.cand.reports[-1].get("late_change"))
     return rep.add("output_ready_at_return", "the output changed after forward returned: work "
                    f"continued on another stream or thread {tag(1)} / {tag(10)}" if late
                    else None)
 
 
 def _stale_cache(ctx: ProbeContext, rep: ProbeReport) -> bool:
-    """Same input buffers, new values: a result cached by address or by a fingerprint of a
-    few elements comes back stale."""
+    """New values in the very input tensors of an earlier call, written so that neither the
+    address nor the version counter changes: a cached result comes back stale."""
     floats = [i for i, v in enumerate(ctx.inputs)
               if isinstance(v, torch.Tensor) and v.is_floating_point()]
     if not floats:
         rep.notes.append("stale-cache probe skipped: the task has no floating inputs")
         return False
-    args = clone_all(ctx.inputs)
-    first = _call(ctx, ctx.cand, args)
-    del first
-    set_seed(ctx.seed + 7)
+    seed = secrets.randbits(31)
+    _, first_id = ctx.cand.call(clone_all(ctx.inputs), seed)
+    set_seed(secrets.randbits(31))
     fresh = redistribute(ctx.inputs, "normal")
-    for i in floats:
-        args[i].copy_(fresh[i])
-    expected = _call(ctx, ctx.ref, clone_all(args))
-    out = _call(ctx, ctx.cand, args)
-    cmp = compare(expected, out, ctx.tol, ctx.tol * max(1.0, _rms(expected)))
+    args = [fresh[i] if i in floats else v for i, v in enumerate(clone_all(ctx.inputs))]
+    expected = invoke(ctx.ref, clone_all(args), seed)
+    out, _ = ctx.cand.call(args, seed, reuse=first_id)
+    cmp = compare(expected, out, ctx.tol, ctx.tol * max(1.0, output_rms(expected)))
     if cmp.ok:
         return rep.add("stale_cache", None)
     return rep.add("stale_cache", f"new values written into the same input buffers gave a "
                    f"wrong output ({cmp.reason}): a result cached by input address or "
-                   f"fingerprint {tag(2)}")
+                   f"version {tag(2)}")
 
 
-def _rms(out: Any) -> float:
-    from kernelpro.evaluate.correctness import output_rms
-
-    return output_rms(out)
-
-
-def _threads(ctx: ProbeContext, rep: ProbeReport) -> bool:
-    alive = ctx.snapshot.new_threads()
-    return rep.add("no_threads", threads_reason(alive) if alive else None)
-
-
-def _harness(ctx: ProbeContext, rep: ProbeReport) -> bool:
-    return rep.add("harness_intact", ctx.snapshot.tampered())
+def recorded_ops(reports: list[dict[str, Any]]) -> tuple[dlg.AtenRecorder, int, list[str]]:
+    """The union of the aten ops the runner's profiler saw over all calls, the most FLOPs
+    one call's ops did, and the GPU kernels seen (malformed entries ignored: claims)."""
+    rec = dlg.AtenRecorder()
+    most = 0
+    kernels: set[str] = set()
+    for report in reports:
+        ops = report.get("ops")
+        if not isinstance(ops, dict):
+            continue
+        part = ops.get("calls")
+        if isinstance(part, dict):
+            rec.calls.update(Counter({str(k)[:80]: int(v) for k, v in part.items()
+                                      if isinstance(v, int) and v > 0}))
+        flops = ops.get("flops")
+        if isinstance(flops, dict):
+            most = max(most, sum(int(v) for v in flops.values() if isinstance(v, int)))
+        if isinstance(ops.get("kernels"), list):
+            kernels |= {str(k)[:200] for k in ops["kernels"][:64]}
+    return rec, most, sorted(kernels)
 
 
 def _delegation(ctx: ProbeContext, rep: ProbeReport) -> bool:
-    cand_rec = rep.cand_ops
-    if cand_rec is None:
-        return False
+    cand_rec, cand_flops, kernels = recorded_ops(ctx.cand.reports)
     args = clone_all(ctx.inputs)
     with torch.no_grad():
-        set_seed(ctx.seed)
         _, ref_rec = dlg.record(lambda: ctx.ref(*args))
-        set_seed(ctx.seed)
         flops = dlg.flop_counts(lambda: ctx.ref(*clone_all(ctx.inputs)))
-        names = ctx.kernel_names(lambda: ctx.cand(*clone_all(ctx.inputs))) \
-            if ctx.kernel_names else []
-    verdict = dlg.judge(flops, ref_rec, cand_rec, names)
+    verdict = dlg.judge(flops, ref_rec, cand_rec, [*kernels, *(ctx.kernel_names or [])],
+                        cand_flops)
     rep.delegation = verdict
+    rep.notes.append("delegation judged from the aten ops and kernels PyTorch's profiler saw "
+                     "in the runner on every checked call, all threads included (best "
+                     "effort: it runs in the candidate's process, and work outside PyTorch, "
+                     "such as numpy, is not seen)")
     if not verdict.flagged:
         return rep.add("delegation", None)
     problem = f"the candidate {verdict.describe()} {tag(8)}"
@@ -219,12 +230,13 @@ def _other_shape(ctx: ProbeContext, rep: ProbeReport) -> bool:
         rep.notes.append(f"other-shape probe skipped: {built}")
         return False
     ref, cand, inputs, changes = built
-    expected = _call(ctx, ref, clone_all(inputs))
+    seed = secrets.randbits(31)
+    expected = invoke(ref, clone_all(inputs), seed)
     try:
-        out = _call(ctx, cand, clone_all(inputs))
-    except Exception as exc:  # the candidate at a shape it did not expect
+        out = invoke(cand, clone_all(inputs), seed)
+    except CandidateError as exc:  # construction or forward at a shape it did not expect
         return rep.add("other_shape", f"at other shapes ({changes}) the candidate raised "
-                       f"{type(exc).__name__}: {str(exc)[:120]} {tag(7)}")
+                       f"{str(exc)[:160]} {tag(7)}")
     cmp = compare(expected, out, ctx.tol)
     return rep.add("other_shape", None if cmp.ok else
                    f"correct at the task's shapes but not at ({changes}): {cmp.reason} "

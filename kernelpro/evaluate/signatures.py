@@ -130,3 +130,61 @@ def precision_match(ref: Any, cand: Any, lowered: dict[str, Any]) -> str | None:
             return (f"the output matches the reference computed with {name} (max abs error "
                     f"{to_low:.3g} to it vs {to_ref:.3g} to the reference) {tag(12)}")
     return None
+
+
+def lowered_references(ref_model: Any) -> Any:
+    """The reference at lower precisions, to recognise a precision downgrade (exploit 12):
+    inputs and weights rounded to tf32/fp16/bf16 with fp32 math (what tensor cores do), and
+    the whole model run in fp16/bf16."""
+    import copy
+
+    import torch
+
+    from kernelpro.evaluate.correctness import flatten_outputs
+
+    def as_float(out: Any) -> list[Any]:
+        return [t.float() if t.is_floating_point() else t for t in flatten_outputs(out)]
+
+    def rounded(model: Any, args: list[Any], to: Any) -> list[Any]:
+        model = copy.deepcopy(model)
+        with torch.no_grad():
+            for p in [*model.parameters(), *model.buffers()]:
+                if p.dtype == torch.float32:
+                    p.copy_(to(p))
+            return as_float(model(*[to(v) if isinstance(v, torch.Tensor) and
+                                    v.dtype == torch.float32 else v for v in args]))
+
+    def lowered(inputs: list[Any]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        if not any(isinstance(v, torch.Tensor) and v.dtype == torch.float32 for v in inputs):
+            return found
+        tries = {"tf32-rounded inputs": round_tf32}
+        for low in (torch.bfloat16, torch.float16):
+            tries[f"{str(low).removeprefix('torch.')}-rounded inputs"] = \
+                lambda t, low=low: t.to(low).float()
+        for name, to in tries.items():
+            try:
+                found[name] = rounded(ref_model, inputs, to)
+            except Exception:  # an op the rounding does not fit: no explanation from it
+                continue
+        for low in (torch.bfloat16, torch.float16):
+            try:
+                model = copy.deepcopy(ref_model).to(low)
+                args = [v.to(low) if isinstance(v, torch.Tensor) and v.is_floating_point()
+                        else v for v in inputs]
+                with torch.no_grad():
+                    found[f"{str(low).removeprefix('torch.')} throughout"] = \
+                        as_float(model(*args))
+            except Exception:  # an op without a kernel at that precision: no explanation
+                continue
+        return found
+
+    return lowered
+
+
+def round_tf32(t: Any) -> Any:
+    """fp32 rounded to TF32's 10-bit mantissa (round to nearest), still stored as fp32."""
+    import torch
+
+    bits = t.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & ~0x1FFF).view(torch.float32).view(t.shape)

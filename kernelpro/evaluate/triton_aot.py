@@ -8,7 +8,8 @@ GPU run would have produced for those shapes. Runs inside the worker only.
 
 The interpreter leaves `triton.language` unusable for the real compiler in its process, so
 the compile step runs in a child process of the worker without TRITON_INTERPRET:
-`python -m kernelpro.evaluate.triton_aot CANDIDATE LAUNCHES.json OUT_DIR ARCH`.
+`python -m kernelpro.evaluate.triton_aot CANDIDATE LAUNCHES.json OUT_DIR ARCH`, or with
+`--job-on-stdin` to start it before the launches are known (its imports overlap the calls).
 """
 
 from __future__ import annotations
@@ -108,6 +109,46 @@ class LaunchRecorder:
     def __init__(self) -> None:
         self.launches: dict[str, RecordedLaunch] = {}
         self.errors: list[str] = []
+        self._early: Any = None  # (thread, keys, results) of a compile started early
+        self._spare: subprocess.Popen[str] | None = None  # a compiler process, imports done
+
+    def start_compiler(self) -> None:
+        """Start the compiler process now, so its Python, torch and Triton imports overlap
+        with the first calls instead of following them; it waits for its job on stdin."""
+        if self._spare is None:
+            self._spare = self._compiler()
+
+    @staticmethod
+    def _compiler() -> subprocess.Popen[str]:
+        env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+        return subprocess.Popen([sys.executable, "-m", "kernelpro.evaluate.triton_aot",
+                                 "--job-on-stdin"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env)
+
+    def compile_early(self, candidate: Path, out_dir: Path, arch: str) -> None:
+        """Start compiling the launches recorded so far in the background (the judge's next
+        calls keep the interpreter busy meanwhile); `finish` waits for it."""
+        import threading
+
+        if self._early is not None or not self.launches:
+            return
+        keys = set(self.launches)
+        results: list[Path] = []
+        thread = threading.Thread(
+            target=lambda: results.extend(self.compile_all(candidate, out_dir, arch, keys)),
+            name="kernelpro-aot", daemon=True)
+        self._early = (thread, keys, results)
+        thread.start()
+
+    def finish(self, candidate: Path, out_dir: Path, arch: str) -> list[Path]:
+        """Every recorded launch compiled: the early batch, then any launch seen since."""
+        if self._early is None:
+            return self.compile_all(candidate, out_dir, arch)
+        thread, keys, results = self._early
+        thread.join()
+        rest = set(self.launches) - keys
+        return results + (self.compile_all(candidate, out_dir, arch, rest) if rest else [])
 
     def install(self) -> None:
         from triton.runtime.interpreter import InterpretedFunction
@@ -125,27 +166,30 @@ class LaunchRecorder:
 
         InterpretedFunction.run = run  # type: ignore[method-assign]
 
-    def compile_all(self, candidate: Path, out_dir: Path, arch: str) -> list[Path]:
-        """Compile every recorded launch in a fresh process; a cubin and a JSON sidecar each."""
-        if not self.launches:
+    def compile_all(self, candidate: Path, out_dir: Path, arch: str,
+                    keys: set[str] | None = None) -> list[Path]:
+        """Compile the recorded launches (those of `keys`, or all) in a fresh process; a cubin
+        and a JSON sidecar each."""
+        chosen = [launch for key, launch in self.launches.items() if keys is None or key in keys]
+        if not chosen:
             return []
         out_dir.mkdir(parents=True, exist_ok=True)
-        spec = out_dir / "launches.json"
-        spec.write_text(json.dumps([launch.to_json() for launch in self.launches.values()]))
-        env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+        spec = out_dir / f"launches-{len(chosen)}-{os.getpid()}-{id(chosen)}.json"
+        spec.write_text(json.dumps([launch.to_json() for launch in chosen]))
+        proc, self._spare = self._spare or self._compiler(), None
+        job = json.dumps([str(candidate), str(spec), str(out_dir), arch])
         try:
-            proc = subprocess.run([sys.executable, "-m", "kernelpro.evaluate.triton_aot",
-                                   str(candidate), str(spec), str(out_dir), arch],
-                                  capture_output=True, text=True, env=env,
-                                  timeout=AOT_TIMEOUT_S)
+            stdout, stderr = proc.communicate(job + "\n", timeout=AOT_TIMEOUT_S)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
             self.errors.append(f"timed out after {AOT_TIMEOUT_S} s")
             return []
         try:
-            outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+            outcome = json.loads(stdout.strip().splitlines()[-1])
         except (IndexError, ValueError):
             self.errors.append(f"compiler process exited {proc.returncode}: "
-                               f"{proc.stderr.strip()[-300:]}")
+                               f"{stderr.strip()[-300:]}")
             return []
         self.errors += outcome["errors"]
         return [Path(p) for p in outcome["cubins"]]
@@ -181,6 +225,10 @@ def main(argv: list[str]) -> int:
     """Child-process entry: import the candidate (no interpreter) and compile each launch."""
     from kernelpro.task import import_file
 
+    if argv[1:] == ["--job-on-stdin"]:  # started early: the imports above are done already
+        import triton.compiler  # noqa: F401
+
+        argv = [argv[0], *json.loads(sys.stdin.readline())]
     candidate, spec, out_dir, arch = Path(argv[1]), Path(argv[2]), Path(argv[3]), argv[4]
     module = import_file(candidate, "kernelpro_aot_candidate")
     cubins, errors = [], []

@@ -1,11 +1,11 @@
-"""Run one candidate in an isolated worker process and turn whatever happens into a verdict.
+"""Run one evaluation in a judge process and turn whatever happens into a verdict.
 
-The worker is a fresh interpreter (`python -m kernelpro.evaluate.child`), not a fork: it has a
-scrubbed environment (no API keys, no user variables), its own temporary directory as HOME and
-cwd, its own Triton and torch-extension caches, no core dumps, and a session of its own so the
-whole process group is killed on timeout. Compile and run stages have separate time limits;
-the parent also watches resident memory. A segfault, abort, os._exit, hang or memory blow-up
-becomes an EvalResult naming the stage and the reason; the parent never dies with it.
+The judge (`python -m kernelpro.evaluate.judge`) is a fresh interpreter with a scrubbed
+environment and a private directory; it starts the candidate runner in the OS sandbox itself.
+This parent only reads the judge's status pipe (its stages, then the verdict), shows progress,
+enforces a backstop on the judge's total time and memory on its own clock, and makes sure the
+judge and everything below it are gone afterwards. The judge dies with this process (SIGKILL
+on parent death), the runner with the judge (bwrap --die-with-parent, a PID namespace).
 """
 
 from __future__ import annotations
@@ -14,36 +14,39 @@ import contextlib
 import json
 import os
 import resource
+import select
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from kernelpro.evaluate.process import ENV_ALLOWLIST, die_with_parent, tree_rss
 from kernelpro.types import EvalResult, failure
 
-POLL_S = 0.02
+POLL_S = 0.1
 LOG_TAIL_CHARS = 2000
-# Variables a worker may inherit; everything else (API keys, tokens, user settings) is dropped.
-ENV_ALLOWLIST = (
-    "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "CUDA_VISIBLE_DEVICES", "CUDA_HOME",
-    "CUDA_PATH", "LD_LIBRARY_PATH", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
-    "TORCH_CUDA_ARCH_LIST", "CC", "CXX", "TRITON_PTXAS_PATH", "TRITON_CUOBJDUMP_PATH",
-    "TRITON_NVDISASM_PATH", "TRITON_LIBCUDA_PATH", "PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX",
-)
-COMPILE_STAGES = ("start", "load", "compile")
-# Called while the worker runs with (stage, seconds since the worker started).
+BACKSTOP_S = 120.0  # beyond the judge's own total limit, before the parent kills it
+# Called while the judge works with (stage, seconds since it started).
 Progress = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)
 class WorkerLimits:
-    compile_timeout_s: float = 600.0  # load_inline builds torch headers: minutes on 2 cores
-    run_timeout_s: float = 600.0  # correctness + timing (the Triton interpreter is slow)
-    memory_bytes: int = 0  # resident-set limit; 0 = half the machine's memory
+    compile_timeout_s: float = 300.0  # import and construction (load_inline: tens of seconds)
+    run_timeout_s: float | None = None  # one forward call; None: max(20 s, 50x the reference)
+    total_timeout_s: float = 1800.0  # the whole evaluation, on the judge's clock
+    memory_bytes: int = 0  # the runner (all its processes) and the judge each; 0 = half RAM
+    start_timeout_s: float = 120.0  # the runner's interpreter and torch import
+
+    def for_judge(self) -> dict[str, Any]:
+        limits = asdict(self)
+        limits["memory_bytes"] = self.memory_bytes or default_memory_limit()
+        limits["call_timeout_s"] = limits.pop("run_timeout_s")
+        return limits
 
 
 def default_memory_limit() -> int:
@@ -54,56 +57,38 @@ def default_memory_limit() -> int:
     return total // 2
 
 
-def worker_env(work_dir: Path, interpret: bool) -> dict[str, str]:
-    """The worker's whole environment: allowlisted variables plus its own directories."""
-    env = {k: os.environ[k] for k in ENV_ALLOWLIST if k in os.environ}
-    project_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [project_root, env.get("PYTHONPATH")] if p)
-    for sub in ("tmp", "triton", "torch_ext", "cache"):
-        (work_dir / sub).mkdir(exist_ok=True)
-    env.update(HOME=str(work_dir), TMPDIR=str(work_dir / "tmp"),
-               TRITON_CACHE_DIR=str(work_dir / "triton"),
-               TORCH_EXTENSIONS_DIR=str(work_dir / "torch_ext"),
-               XDG_CACHE_HOME=str(work_dir / "cache"), PYTHONDONTWRITEBYTECODE="1",
-               TRITON_DEFAULT_FP_FUSION="1",  # Triton 3.9's default, stated to silence its warning
-               PYTHONNOUSERSITE="1", MAX_JOBS=str(os.cpu_count() or 1))
-    if interpret:
-        env["TRITON_INTERPRET"] = "1"
-    from kernelpro.build_cache import default_root
+def judge_env(work_dir: Path) -> dict[str, str]:
+    """The judge's environment: allowlisted variables, kernelpro importable, its own caches.
+    The judge runs no candidate code, but it runs the task file: no secrets for that either."""
+    import kernelpro
 
-    env["KERNELPRO_BUILD_CACHE"] = str(default_root())  # NVRTC builds are shared across runs
+    env = {k: os.environ[k] for k in ENV_ALLOWLIST if k in os.environ}
+    parent = str(Path(kernelpro.__file__).resolve().parents[1])
+    paths = [parent, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    for sub in ("tmp", "cache"):
+        (work_dir / sub).mkdir(exist_ok=True)
+    env.update(PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)), HOME=str(work_dir),
+               TMPDIR=str(work_dir / "tmp"), XDG_CACHE_HOME=str(work_dir / "cache"),
+               TRITON_CACHE_DIR=str(work_dir / "cache" / "triton"),
+               TORCHINDUCTOR_CACHE_DIR=str(work_dir / "cache" / "inductor"),
+               PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1",
+               TRITON_DEFAULT_FP_FUSION="1")
+    for var in ("KERNELPRO_SANDBOX", "KERNELPRO_NVRTC_BACKEND"):
+        if var in os.environ:
+            env[var] = os.environ[var]
     return env
 
 
-def _limit_resources(address_space: int) -> None:
-    """preexec_fn: no core files; a hard address-space cap where CUDA is not in use."""
+def _judge_preexec() -> None:
+    die_with_parent()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if address_space:
-        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
 
 
-def _rss_bytes(pid: int) -> int:
+def _log_tail(path: Path) -> str:
     try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def _read_stage(work_dir: Path, default: str) -> tuple[str, float]:
-    try:
-        stage, since = (work_dir / "stage").read_text().split()
-        return stage, float(since)
-    except (OSError, ValueError):
-        return default, 0.0
-
-
-def _log_tail(log: Path) -> str:
-    try:
-        data = log.read_bytes()[-LOG_TAIL_CHARS:]
+        return path.read_bytes()[-LOG_TAIL_CHARS:].decode(errors="replace")
     except OSError:
         return ""
-    return data.decode(errors="replace")
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -112,91 +97,76 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+def _stage_name(stage: str) -> Any:
+    return "load" if stage in ("start", "queued") else stage
+
+
 def run_worker(request: dict[str, Any], work_dir: Path, limits: WorkerLimits,
                progress: Progress | None = None) -> EvalResult:
-    """Evaluate one request in a fresh worker process; always returns a verdict."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    req_path, result_path, log_path = (work_dir / "request.json", work_dir / "result.json",
-                                       work_dir / "worker.log")
+    """Evaluate one request in a fresh judge process; always returns a verdict."""
+    judge_dir = work_dir / "judge"
+    judge_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    request = {**request, "limits": limits.for_judge()}
+    req_path, log_path = judge_dir / "request.json", judge_dir / "judge.log"
     req_path.write_text(json.dumps(request))
-    gpu = request["mode"] == "gpu"
-    memory = limits.memory_bytes or default_memory_limit()
-    # CUDA reserves huge virtual ranges, so RLIMIT_AS is only safe without a GPU; the RSS
-    # watchdog below covers both cases.
-    address_space = 0 if gpu else memory + (2 << 30)
+    status_r, status_w = os.pipe()
     t_start = time.time()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kernelpro.evaluate.child", str(req_path), str(result_path)],
-            cwd=work_dir, env=worker_env(work_dir, interpret=not gpu), stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=lambda: _limit_resources(address_space))
-        try:
-            verdict = _watch(proc, work_dir, limits, memory, t_start, progress)
-        except BaseException:  # Ctrl-C or anything else: never leave a worker behind
-            _kill_group(proc)
-            raise
-    _kill_group(proc)  # grandchildren (compilers, anything the candidate started)
+            [sys.executable, "-m", "kernelpro.evaluate.judge", str(req_path), str(status_w)],
+            cwd=judge_dir, env=judge_env(judge_dir), stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, pass_fds=(status_w,), start_new_session=True,
+            preexec_fn=_judge_preexec)
+    os.close(status_w)
+    try:
+        verdict = _watch(proc, status_r, limits, t_start, progress)
+    except BaseException:  # Ctrl-C or anything else: never leave a judge behind
+        _kill_group(proc)
+        raise
+    finally:
+        os.close(status_r)
+    _kill_group(proc)
     if verdict is None:
-        verdict = _verdict_after_exit(proc.returncode, result_path, work_dir)
-    verdict.log_tail = verdict.log_tail or _log_tail(log_path)
+        verdict = failure("load", "HarnessError", f"the judge ended without a verdict (exit "
+                          f"{proc.returncode}); its log: {_log_tail(log_path)[-300:]}")
     verdict.wall_s = time.time() - t_start
     return verdict
 
 
-def _watch(proc: subprocess.Popen[bytes], work_dir: Path, limits: WorkerLimits, memory: int,
+def _watch(proc: subprocess.Popen[bytes], status_fd: int, limits: WorkerLimits,
            t_start: float, progress: Progress | None) -> EvalResult | None:
-    """Poll until the worker exits (None) or must be killed (a failure verdict)."""
-    run_since: float | None = None
-    while proc.poll() is None:
-        time.sleep(POLL_S)
-        stage, _ = _read_stage(work_dir, "start")
+    """Read the judge's status lines until its verdict; None if it ends without one."""
+    memory = limits.memory_bytes or default_memory_limit()
+    backstop = t_start + limits.total_timeout_s + BACKSTOP_S
+    buf, stage, queued_since = b"", "start", None
+    while True:
+        ready, _, _ = select.select([status_fd], [], [], POLL_S)
+        if ready:
+            chunk = os.read(status_fd, 1 << 20)
+            if not chunk:
+                return None
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                message = json.loads(line)
+                if "verdict" in message:
+                    return EvalResult.from_dict(message["verdict"])
+                stage = str(message.get("stage", stage))
+                if stage == "queued":
+                    queued_since = time.time()
+                elif queued_since is not None:  # the wait for the GPU counts against no limit
+                    backstop += time.time() - queued_since
+                    queued_since = None
         now = time.time()
         if progress is not None:
             progress(_stage_name(stage), now - t_start)
-        if stage == "queued":  # waiting for the GPU lock: neither compiling nor running
-            run_since = None
-        elif stage in COMPILE_STAGES:
-            if now - t_start > limits.compile_timeout_s:
-                _kill_group(proc)
-                return failure(_stage_name(stage), "Timeout",
-                               f"{stage} exceeded the compile limit of "
-                               f"{limits.compile_timeout_s:g} s; worker killed")
-        else:
-            run_since = run_since or now
-            if now - run_since > limits.run_timeout_s:
-                _kill_group(proc)
-                return failure(_stage_name(stage), "Timeout",
-                               f"{stage} exceeded the run limit of {limits.run_timeout_s:g} s "
-                               "(hung or very slow kernel); worker killed")
-        rss = _rss_bytes(proc.pid)
-        if rss > memory:
+        if now > backstop and queued_since is None:
+            _kill_group(proc)
+            return failure(_stage_name(stage), "Timeout", f"the evaluation exceeded its total "
+                           f"limit of {limits.total_timeout_s:g} s during {stage}; killed")
+        rss = tree_rss(proc.pid)
+        if rss > 2 * memory + (4 << 30):  # the judge plus a runner at its own limit
             _kill_group(proc)
             return failure(_stage_name(stage), "OutOfMemory",
-                           f"worker used {rss / 2**30:.1f} GiB of host memory (limit "
-                           f"{memory / 2**30:.1f} GiB) during {stage}; killed")
-    return None
-
-
-def _stage_name(stage: str) -> Any:
-    return "load" if stage == "start" else stage
-
-
-def _verdict_after_exit(returncode: int, result_path: Path, work_dir: Path) -> EvalResult:
-    stage, _ = _read_stage(work_dir, "start")
-    if result_path.is_file():
-        try:
-            return EvalResult.from_dict(json.loads(result_path.read_text()))
-        except (ValueError, TypeError) as exc:
-            return failure(_stage_name(stage), "HarnessError", f"unreadable verdict: {exc}")
-    if returncode < 0:
-        try:
-            sig = signal.Signals(-returncode).name
-        except ValueError:
-            sig = f"signal {-returncode}"
-        return failure(_stage_name(stage), "Signal",
-                       f"worker died with {sig} during {stage} (a crash in candidate code or "
-                       "a kernel it launched)")
-    return failure(_stage_name(stage), "Exited",
-                   f"worker exited with code {returncode} during {stage} without a verdict "
-                   "(the candidate ended the process: os._exit, sys.exit or similar)")
+                           f"the evaluation used {rss / 2**30:.1f} GiB of host memory during "
+                           f"{stage}; killed")

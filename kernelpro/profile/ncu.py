@@ -1,10 +1,10 @@
 """Nsight Compute: a fixed metric list, the command that collects it, and its CSV parsed.
 
-ncu runs the candidate in a child process (`python -m kernelpro.profile.ncu_target TASK
-CANDIDATE`, the same isolation as the evaluator: scrubbed environment, its own directory),
-profiling the second call of forward so compilation is not measured. We ask for `--csv --page
-raw` with an explicit metric list rather than `--set full`: it is one pass-set, a few times
-faster, and every tool below knows which of these it reads. Counter-permission errors
+ncu and the candidate run inside the evaluator's OS sandbox (`python -m
+kernelpro.profile.ncu_target INPUTS CANDIDATE`: scrubbed environment, no task file, no
+network), profiling the second call of forward so compilation is not measured. We ask for
+`--csv --page raw` with an explicit metric list rather than `--set full`: it is one pass-set,
+a few times faster, and every tool below knows which of these it reads. Counter-permission errors
 (ERR_NVGPUCTRPERM) are detected once and reported; the profiler then falls back to the
 timing-only and static tiers.
 """
@@ -98,12 +98,12 @@ class KernelMetrics:
         return {"name": self.name, "values": self.values, "units": self.units}
 
 
-def ncu_command(ncu: str, python: str, task: str, candidate: str,
+def ncu_command(ncu: str, python: str, inputs: str, candidate: str,
                 metrics: tuple[str, ...] = METRICS) -> list[str]:
     """The ncu invocation: every kernel of the second forward call, raw page, as CSV."""
     return [ncu, "--csv", "--page", "raw", "--metrics", ",".join(metrics),
             "--target-processes", "all", "--nvtx", "--nvtx-include", "kernelpro_profiled/",
-            python, "-m", "kernelpro.profile.ncu_target", task, candidate]
+            python, "-m", "kernelpro.profile.ncu_target", inputs, candidate]
 
 
 def counter_error(output: str) -> str | None:
@@ -165,14 +165,23 @@ def dominant(kernels: list[KernelMetrics]) -> KernelMetrics | None:
 
 def run_ncu(task_path: str, candidate_path: str, timeout_s: float = 600.0
             ) -> list[KernelMetrics]:
-    """Profile one steady-state forward of the candidate; NcuUnavailable says why not."""
+    """Profile one steady-state forward of the candidate; NcuUnavailable says why not.
+
+    ncu and the candidate run inside the OS sandbox, like any runner: the inputs are made
+    here from the task and handed in as safetensors, the task file itself stays outside.
+    What ncu prints is the candidate's process's to forge, so it feeds the diagnosis only,
+    never a verdict.
+    """
+    import json
     import os
+    import shutil
     import subprocess
     import sys
     import tempfile
     from pathlib import Path
 
-    from kernelpro.evaluate.worker import worker_env
+    from kernelpro.evaluate import sandbox
+    from kernelpro.evaluate.process import die_with_parent, runner_env
     from kernelpro.toolchain import find_tool
 
     if _PERMISSION_FAILURE:
@@ -180,14 +189,32 @@ def run_ncu(task_path: str, candidate_path: str, timeout_s: float = 600.0
     tool = find_tool("ncu")
     if tool is None:
         raise NcuUnavailable("ncu (Nsight Compute) not found; install it or put it on PATH")
+    mech = sandbox.detect()
     with tempfile.TemporaryDirectory(prefix="kernelpro-ncu-") as work:
-        env = worker_env(Path(work), interpret=False)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        inputs = Path(work) / "inputs.json"
+        inputs.write_text(json.dumps(ncu_inputs(Path(task_path))))
+        cand = Path(work) / "candidate.py"
+        shutil.copyfile(candidate_path, cand)
+        for f in (inputs, cand):
+            f.chmod(0o644)
+        ncu_root = str(Path(os.path.realpath(tool.path)).parent)
+        scratch = sandbox.SCRATCH if mech.sandboxed else work
+        files = ((str(inputs), f"{scratch}/inputs.json"), (str(cand), f"{scratch}/candidate.py"))
+        layout = sandbox.Layout(tuple(sandbox.default_ro_paths([ncu_root])),
+                                files=files if mech.sandboxed else (), gpu=True,
+                                hidden=(str(Path(task_path).resolve()),))
+        import kernelpro
+
+        env = runner_env(scratch, True, str(Path(kernelpro.__file__).resolve().parents[1]),
+                         None)
+        argv = sandbox.wrap(mech, layout, ncu_command(str(tool.path), sys.executable,
+                                                      f"{scratch}/inputs.json",
+                                                      f"{scratch}/candidate.py"),
+                            Path(work) / "sandbox-root")
         try:
-            proc = subprocess.run(ncu_command(str(tool.path), sys.executable, task_path,
-                                              candidate_path),
-                                  cwd=work, env=env, capture_output=True, text=True,
-                                  timeout=timeout_s)
+            proc = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True,
+                                  timeout=timeout_s, preexec_fn=die_with_parent,
+                                  stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise NcuUnavailable(f"ncu took more than {timeout_s:.0f} s") from None
     problem = counter_error(proc.stdout + proc.stderr)
@@ -198,3 +225,23 @@ def run_ncu(task_path: str, candidate_path: str, timeout_s: float = 600.0
         raise NcuUnavailable(problem or f"ncu produced no metrics (exit {proc.returncode}): "
                              f"{(proc.stderr or proc.stdout).strip()[-200:]}")
     return kernels
+
+
+def ncu_inputs(task_path: Any) -> dict[str, Any]:
+    """The constructor's and forward's inputs of a task at full size, as plain data (the
+    channel's value trees, tensors base64 safetensors) for the profiled process."""
+    import base64
+
+    from kernelpro.evaluate import channel
+    from kernelpro.evaluate.correctness import set_seed
+    from kernelpro.task import KERNELBENCH_SEED, call_get_inputs, import_file, load_task
+
+    task = load_task(task_path)
+    module = import_file(task.path, "kernelpro_ncu_task")
+    set_seed(KERNELBENCH_SEED)
+    init = call_get_inputs(task.path, module, "get_init_inputs")
+    set_seed(KERNELBENCH_SEED)
+    inputs = call_get_inputs(task.path, module)
+    tree, tensors = channel.pack([init, inputs])
+    return {"dtype": task.dtype, "tree": tree,
+            "tensors": base64.b64encode(channel.encode_tensors(tensors)).decode()}

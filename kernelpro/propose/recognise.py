@@ -314,7 +314,10 @@ def _row(probe: Probe, x: torch.Tensor, ref: Any, residual: bool) -> Pattern | N
 
 def model_parts(task: Task) -> tuple[str, list[str]]:
     """The reference Model's __init__ source (to copy into ModelNew) and forward's arguments."""
-    tree = ast.parse(task.source)
+    from kernelpro.task import PARSE_LOCK
+
+    with PARSE_LOCK:  # the proposal prefetch thread parses beside the evaluation threads
+        tree = ast.parse(task.source)
     cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Model"),
                None)
     if cls is None:

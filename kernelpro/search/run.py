@@ -53,6 +53,7 @@ class OptimizeConfig:
     mcts: MCTSConfig = field(default_factory=MCTSConfig)
     jobs: int = 2  # candidates evaluated at once (compiles overlap; the GPU is taken in turn)
     prefetch: bool = True  # ask the proposer for the next expansion during this one's eval
+    require_sandbox: bool = False  # refuse to evaluate where no OS sandbox works
 
 
 @dataclass
@@ -99,7 +100,8 @@ class Optimizer:
         self.task, self.cfg, self.run_dir = task, cfg, Path(run_dir)
         self.gpu = detect_gpu()
         self.eval_cfg = eval_config or EvalConfig(arch=cfg.arch, max_elements=cfg.max_elements,
-                                                  energy=cfg.objective == "energy")
+                                                  energy=cfg.objective == "energy",
+                                                  require_sandbox=cfg.require_sandbox)
         (self.run_dir / "candidates").mkdir(parents=True, exist_ok=True)
         self.store = RunStore(self.run_dir / "store.sqlite")
         self.tree = Tree(cfg.mcts)
@@ -360,6 +362,11 @@ class Optimizer:
 
     def _best(self) -> dict[str, Any] | None:
         return pick_best(self.store.nodes(), self.cfg.objective)
+
+    def interrupted(self) -> dict[str, Any]:
+        """The summary of a search stopped by Ctrl-C outside its own loop."""
+        self.notes.append("interrupted (Ctrl-C): everything evaluated so far is saved")
+        return self._finish(True)
 
     def _finish(self, interrupted: bool) -> dict[str, Any]:
         best = self._best()
